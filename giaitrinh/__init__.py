@@ -1,0 +1,3 @@
+"""GiảiTrình: requests for explanation, from submission to published answer."""
+
+__version__ = "0.1.0"

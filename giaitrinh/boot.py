@@ -1,0 +1,16 @@
+"""Bring a process up: settings, database, clock. Shared by the web app and the command line."""
+from __future__ import annotations
+
+from .config import Settings, load_settings
+from .engine import clock, db
+
+
+def boot(settings: Settings | None = None) -> Settings:
+    settings = settings or load_settings()
+    db.init_db(settings.database_url)
+    if settings.dev_clock:
+        dev = clock.DevClock()
+        clock.set_clock(dev)
+        if settings.clock_start:
+            dev.start_at(clock.parse_instant(settings.clock_start))
+    return settings

@@ -1,0 +1,146 @@
+"""The ``giaitrinh`` command (API.md): serve, db upgrade, seed-demo, timers, deploy, audit."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from .config import ConfigError, load_settings
+
+
+def _boot():
+    from .boot import boot
+
+    try:
+        return boot()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group()
+def main() -> None:
+    """GiảiTrình: tiếp nhận, xử lý, công khai yêu cầu giải trình."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--threads", default=8, show_default=True, type=int)
+@click.option("--no-scheduler", is_flag=True, help="Do not fire timers in this process.")
+def serve(host: str, port: int, threads: int, no_scheduler: bool) -> None:
+    """Run the web server with its timer scheduler."""
+    from waitress import serve as waitress_serve
+
+    from .engine import timers
+    from .web import create_app
+
+    settings = _boot()
+    app = create_app(settings)
+    if not no_scheduler:
+        timers.start_scheduler()
+    click.echo(f"GiảiTrình: http://{host}:{port}/  (database {settings.database_url}"
+               f"{', dev clock' if settings.dev_clock else ''})")
+    waitress_serve(app, host=host, port=port, threads=threads, ident="giaitrinh",
+                   max_request_body_size=settings.max_body_bytes * 2)
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@click.argument("revision", default="head")
+def db_upgrade(revision: str) -> None:
+    """Apply the alembic migrations."""
+    from . import migrate
+
+    settings = load_settings()
+    migrate.upgrade(settings.database_url, revision)
+    click.echo(f"database at revision {revision}: {settings.database_url}")
+
+
+@main.command("seed-demo")
+def seed_demo() -> None:
+    """Create the demo units, accounts and about 30 requests at every stage (not in production)."""
+    from . import demo
+
+    settings = _boot()
+    if settings.production:
+        raise click.ClickException("seed-demo is refused when GIAITRINH_ENV=production")
+    with click.progressbar(length=len(demo.PLAN), label="Tạo dữ liệu mẫu") as bar:
+        created = demo.seed(progress=lambda: bar.update(1))
+    click.echo(f"demo data ready ({created} new requests)")
+
+
+@main.group()
+def timers() -> None:
+    """Timers (deadlines)."""
+
+
+@timers.command("run-due")
+def timers_run_due() -> None:
+    """Fire every timer that is due now, then exit."""
+    from .engine import timers as engine_timers
+
+    _boot()
+    fired = engine_timers.run_due()
+    click.echo(f"fired {fired}")
+
+
+@main.command()
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--as", "username", default=None, help="Designer account recorded as the deployer.")
+def deploy(path: Path, username: str | None) -> None:
+    """Validate and deploy a BPMN file (forms are read from forms/ beside it)."""
+    from .engine import accounts
+    from .engine import db as engine_db
+    from .engine.definitions import InvalidDefinition
+    from .engine.services import definitions
+
+    _boot()
+    actor = accounts.Actor(username or "cli", "Command line", {"designer": frozenset({accounts.ALL_UNITS})})
+    if username:
+        with engine_db.read_only() as session:
+            found = accounts.actor_by_username(session, username)
+        if found is None:
+            raise click.ClickException(f"unknown user {username}")
+        actor = found
+    try:
+        result = definitions.upload_and_deploy(path, actor)
+    except InvalidDefinition as exc:
+        for problem in exc.problems:
+            where = ":".join(str(x) for x in (path, problem.line) if x)
+            click.echo(f"{where}: {problem.element_id or ''} {problem.message}", err=True)
+        sys.exit(1)
+    for warning in result["warnings"]:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(f"deployed {result['key']} version {result['version']} ({result['sha256'][:12]})"
+               + (" (unchanged)" if result["existing"] else ""))
+
+
+@main.group()
+def audit() -> None:
+    """The audit trail."""
+
+
+@audit.command("verify")
+def audit_verify() -> None:
+    """Recompute the hash chain and name the first event that was altered or removed."""
+    from .engine import audit as engine_audit
+    from .engine import db as engine_db
+
+    _boot()
+    with engine_db.read_only() as session:
+        result = engine_audit.verify(session)
+    if result.ok:
+        click.echo(f"audit trail intact: {result.checked} events")
+        return
+    where = f"event {result.first_bad_id}" if result.first_bad_id else "end of trail"
+    click.echo(f"audit trail BROKEN at {where}: {result.problem} ({result.checked} events verified before it)", err=True)
+    sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

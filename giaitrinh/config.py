@@ -1,0 +1,74 @@
+"""Settings read from the environment, in one place.
+
+Every process that shares a database must agree on these, so nothing here is
+derived from the machine except the development secret, which is generated once
+and kept under ``instance/``.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+INSTANCE_DIR = Path(os.environ.get("GIAITRINH_INSTANCE", PROJECT_ROOT / "instance"))
+PROCESSES_DIR = PROJECT_ROOT / "processes"
+
+
+class ConfigError(RuntimeError):
+    pass
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _default_database_url() -> str:
+    INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{INSTANCE_DIR / 'giaitrinh.db'}"
+
+
+def _secret_key(env: str) -> str:
+    key = os.environ.get("GIAITRINH_SECRET_KEY")
+    if key:
+        return key
+    if env == "production":
+        raise ConfigError("GIAITRINH_SECRET_KEY is required when GIAITRINH_ENV=production")
+    INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
+    path = INSTANCE_DIR / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str = "development"
+    database_url: str = ""
+    secret_key: str = ""
+    dev_clock: bool = False
+    clock_start: str | None = None
+    max_body_bytes: int = 1024 * 1024
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+
+def load_settings(**overrides) -> Settings:
+    env = os.environ.get("GIAITRINH_ENV", "development")
+    dev_clock = _truthy(os.environ.get("GIAITRINH_DEV_CLOCK"))
+    if dev_clock and env == "production":
+        raise ConfigError("GIAITRINH_DEV_CLOCK is refused when GIAITRINH_ENV=production")
+    values = dict(
+        env=env,
+        database_url=os.environ.get("DATABASE_URL") or _default_database_url(),
+        secret_key=overrides.pop("secret_key", None) or _secret_key(env),
+        dev_clock=dev_clock,
+        clock_start=os.environ.get("GIAITRINH_CLOCK_START") or None,
+    )
+    values.update(overrides)
+    return Settings(**values)

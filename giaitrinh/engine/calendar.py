@@ -1,0 +1,163 @@
+"""The Vietnamese working-day calendar and statutory deadline arithmetic.
+
+Civil Code 2015 art. 147-148: the day of the event is not counted; a period in
+days ends at 24:00 of its last day, and if that day is a weekend or a public
+holiday the period ends at 24:00 of the next working day.
+
+Public holidays (lunar ones included), substituted days off and the make-up
+working Saturdays come from the ``holidays`` package; administrators add what the
+government decides later (an extra day off, a moved holiday, a make-up Saturday)
+in the ``calendar_days`` table, which wins over the package.
+"""
+from __future__ import annotations
+
+import threading
+from time import monotonic as _monotonic
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta, timezone
+from functools import lru_cache
+
+import holidays
+
+LOCAL_TZ = timezone(timedelta(hours=7), "ICT")  # Asia/Ho_Chi_Minh has had no DST since 1975
+END_OF_DAY = time(23, 59, 59)
+_MAX_DAYS = 3660  # ten years: no statutory period comes near it; stops runaway arithmetic
+
+
+@lru_cache(maxsize=64)
+def _national(year: int) -> tuple[dict[date, str], frozenset[date]]:
+    vn = holidays.VN(years=year, language="vi")
+    names = {day: name for day, name in vn.items()}
+    make_up = frozenset(getattr(vn, "weekend_workdays", ()) or ())
+    return names, make_up
+
+
+@dataclass
+class WorkingCalendar:
+    """Working days = Monday to Friday, minus holidays and days off, plus make-up Saturdays."""
+
+    days_off: dict[date, str] = field(default_factory=dict)  # local overrides: extra days off
+    working_days: dict[date, str] = field(default_factory=dict)  # local overrides: make-up days
+
+    def holiday_name(self, day: date) -> str | None:
+        if day in self.working_days:
+            return None
+        if day in self.days_off:
+            return self.days_off[day] or "Ngày nghỉ"
+        names, _ = _national(day.year)
+        return names.get(day)
+
+    def is_working_day(self, day: date) -> bool:
+        if day in self.working_days:
+            return True
+        if day in self.days_off:
+            return False
+        names, make_up = _national(day.year)
+        if day in make_up:
+            return True
+        if day.weekday() >= 5:
+            return False
+        return day not in names
+
+    def roll_forward(self, day: date) -> date:
+        """The day itself if it is a working day, else the next working day."""
+        for _ in range(_MAX_DAYS):
+            if self.is_working_day(day):
+                return day
+            day += timedelta(days=1)
+        raise ValueError("no working day within ten years")
+
+    def add_working_days(self, start: date, n: int) -> date:
+        """The n-th working day after ``start`` (``start`` itself is never counted)."""
+        if not 0 <= n <= _MAX_DAYS:
+            raise ValueError(f"period out of range: {n}")
+        day = start
+        counted = 0
+        while counted < n:
+            day += timedelta(days=1)
+            if self.is_working_day(day):
+                counted += 1
+        return day
+
+    def add_days(self, start: date, n: int) -> date:
+        """Last day of a period of n days after ``start``, moved to the next working day if needed."""
+        if not 0 <= n <= _MAX_DAYS:
+            raise ValueError(f"period out of range: {n}")
+        return self.roll_forward(start + timedelta(days=n))
+
+    def working_days_between(self, start: date, end: date) -> int:
+        """Working days after ``start`` up to and including ``end`` (negative when end is before)."""
+        if end == start:
+            return 0
+        sign = 1
+        if end < start:
+            start, end, sign = end, start, -1
+        count = 0
+        day = start
+        while day < end:
+            day += timedelta(days=1)
+            if self.is_working_day(day):
+                count += 1
+        return sign * count
+
+    def days_in(self, first: date, last: date) -> list[tuple[date, bool, str | None]]:
+        """Each day of a range with whether it is worked and why not (for the calendar page)."""
+        out = []
+        day = first
+        while day <= last:
+            out.append((day, self.is_working_day(day), self.holiday_name(day)))
+            day += timedelta(days=1)
+        return out
+
+
+def local_date(moment: datetime) -> date:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(LOCAL_TZ).date()
+
+
+def end_of_day(day: date) -> datetime:
+    """24:00 of a day, written as 23:59:59+07:00 (API.md)."""
+    return datetime.combine(day, END_OF_DAY, tzinfo=LOCAL_TZ)
+
+
+def working_days_left(now: datetime, due: datetime, calendar: WorkingCalendar) -> int:
+    """Working days from today to the due day: 0 means due today, negative means late."""
+    today = local_date(now)
+    due_day = local_date(due)
+    if due < now and due_day == today:
+        return -1 if calendar.is_working_day(today) else 0
+    return calendar.working_days_between(today, due_day)
+
+
+# -- the calendar as configured in the database -----------------------------------
+
+# Other processes on the same database see an administrator's change within a minute.
+_CACHE_SECONDS = 60.0
+_cache: dict[str, tuple[float, WorkingCalendar]] = {}
+_cache_lock = threading.Lock()
+
+
+def invalidate_cache() -> None:
+    with _cache_lock:
+        _cache.clear()
+
+
+def load_calendar(session) -> WorkingCalendar:
+    """The calendar with the administrators' overrides, cached until they change."""
+    from sqlalchemy import select
+
+    from .models import CalendarDay
+
+    key = str(session.get_bind().url)
+    cached = _cache.get(key)
+    if cached is not None and _monotonic() - cached[0] < _CACHE_SECONDS:
+        return cached[1]
+    days_off: dict[date, str] = {}
+    working: dict[date, str] = {}
+    for row in session.execute(select(CalendarDay)).scalars():
+        (days_off if row.kind == "day_off" else working)[row.day] = row.note or ""
+    calendar = WorkingCalendar(days_off=days_off, working_days=working)
+    with _cache_lock:
+        _cache[key] = (_monotonic(), calendar)
+    return calendar

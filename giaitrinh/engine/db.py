@@ -1,0 +1,93 @@
+"""Database connection and the one-transaction-per-use-case helper."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+_engine: Engine | None = None
+_session_factory: sessionmaker[Session] | None = None
+_reader_factory: sessionmaker[Session] | None = None
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    # WAL lets readers (inbox pages) go on while a task completion writes;
+    # the busy timeout makes a second writer wait instead of failing at once.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        # pysqlite's own transaction handling defers BEGIN; emit it ourselves so a
+        # use case reads and writes in one serialised transaction.
+        @event.listens_for(engine, "connect")
+        def _no_autobegin(dbapi_connection, _record):
+            dbapi_connection.isolation_level = None
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn):
+            readonly = conn.get_execution_options().get("giaitrinh_readonly")
+            conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def init_db(url: str) -> Engine:
+    """Point the engine at a database. Called once per process (app factory, CLI, tests)."""
+    global _engine, _session_factory, _reader_factory
+    if _engine is not None:
+        _engine.dispose()
+    _engine = make_engine(url)
+    _session_factory = sessionmaker(bind=_engine, expire_on_commit=False)
+    # Readers must not take SQLite's write lock: lists stay fast while a writer works.
+    _reader_factory = sessionmaker(
+        bind=_engine.execution_options(giaitrinh_readonly=True), expire_on_commit=False
+    )
+    return _engine
+
+
+def get_engine() -> Engine:
+    if _engine is None:
+        raise RuntimeError("database not initialised: call engine.db.init_db(url) first")
+    return _engine
+
+
+def is_sqlite() -> bool:
+    return get_engine().dialect.name == "sqlite"
+
+
+@contextmanager
+def transaction() -> Iterator[Session]:
+    """One unit of work: commits when the block ends, rolls back on any exception."""
+    if _session_factory is None:
+        raise RuntimeError("database not initialised: call engine.db.init_db(url) first")
+    session = _session_factory()
+    try:
+        with session.begin():
+            yield session
+    finally:
+        session.close()
+
+
+@contextmanager
+def read_only() -> Iterator[Session]:
+    """A session for queries; nothing it does is committed."""
+    if _reader_factory is None:
+        raise RuntimeError("database not initialised: call engine.db.init_db(url) first")
+    session = _reader_factory()
+    try:
+        yield session
+    finally:
+        session.rollback()
+        session.close()

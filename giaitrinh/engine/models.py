@@ -1,0 +1,308 @@
+"""SQLAlchemy 2.0 models.
+
+Engine state is private, cases are public: the serialized SpiffWorkflow instance
+lives in ``workflow_states`` and is read only by ``engine.runtime``. Everything a
+page lists, filters, counts or reports on is a typed, indexed column of
+``requests``, ``tasks``, ``jobs`` or ``escalations``, written in the same
+transaction as the state.
+"""
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Optional
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+from datetime import timezone
+
+
+class UtcDateTime(TypeDecorator):
+    """Timezone-aware datetimes stored as UTC on every backend (SQLite drops offsets)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UtcDateTime(), dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Unit(Base):
+    __tablename__ = "units"
+
+    code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    parent_code: Mapped[Optional[str]] = mapped_column(ForeignKey("units.code"))
+    email: Mapped[Optional[str]] = mapped_column(String(255))
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    full_name: Mapped[str] = mapped_column(String(255))
+    email: Mapped[Optional[str]] = mapped_column(String(255))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime]
+
+    memberships: Mapped[list["Membership"]] = relationship(
+        back_populates="user", lazy="selectin", cascade="all, delete-orphan"
+    )
+
+
+class Membership(Base):
+    """A role a user holds in a unit; ``unit_code`` NULL means every unit."""
+
+    __tablename__ = "memberships"
+    __table_args__ = (UniqueConstraint("user_id", "role", "unit_code"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    role: Mapped[str] = mapped_column(String(32))
+    unit_code: Mapped[Optional[str]] = mapped_column(ForeignKey("units.code"))
+
+    user: Mapped[User] = relationship(back_populates="memberships")
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[Optional[datetime]]
+
+
+class Definition(Base):
+    """An immutable, versioned process definition (BPMN plus its forms and periods)."""
+
+    __tablename__ = "definitions"
+    __table_args__ = (UniqueConstraint("key", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default="draft")  # draft|deployed|retired
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    bpmn_xml: Mapped[str] = mapped_column(Text)
+    manifest: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+    created_by: Mapped[Optional[str]] = mapped_column(String(64))
+    deployed_at: Mapped[Optional[datetime]]
+    deployed_by: Mapped[Optional[str]] = mapped_column(String(64))
+
+
+class Counter(Base):
+    """Sequences such as the yearly request number, incremented inside the use case."""
+
+    __tablename__ = "counters"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Request(Base):
+    """A request for explanation: the public projection of one workflow instance."""
+
+    __tablename__ = "requests"
+    __table_args__ = (
+        Index("ix_requests_unit_status", "unit_code", "status"),
+        Index("ix_requests_open_deadline", "closed", "deadline_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64))
+    definition_id: Mapped[int] = mapped_column(ForeignKey("definitions.id"), index=True)
+    unit_code: Mapped[str] = mapped_column(ForeignKey("units.code"))
+    status: Mapped[str] = mapped_column(String(24), index=True)
+    current_step: Mapped[Optional[str]] = mapped_column(String(64))
+    closed: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    subject: Mapped[str] = mapped_column(String(500))
+    content: Mapped[str] = mapped_column(Text)
+    channel: Mapped[str] = mapped_column(String(16), default="online")
+    requester_kind: Mapped[str] = mapped_column(String(16), default="person")
+    requester_name: Mapped[str] = mapped_column(String(255))
+    requester_address: Mapped[str] = mapped_column(String(500))
+    requester_phone: Mapped[str] = mapped_column(String(32))
+    requester_email: Mapped[Optional[str]] = mapped_column(String(255))
+
+    received_at: Mapped[datetime]
+    acknowledged_at: Mapped[Optional[datetime]]
+    explained_at: Mapped[Optional[datetime]]
+    published_at: Mapped[Optional[datetime]] = mapped_column(index=True)
+    closed_at: Mapped[Optional[datetime]]
+    last_activity_at: Mapped[datetime]
+    deadlines: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    deadline_at: Mapped[Optional[datetime]]
+    overdue: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    extended: Mapped[bool] = mapped_column(Boolean, default=False)
+    suspended_at: Mapped[Optional[datetime]]
+    assignee: Mapped[Optional[str]] = mapped_column(String(64), index=True)
+
+    outcome: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    explanation: Mapped[Optional[dict[str, Any]]]
+    published_text: Mapped[Optional[dict[str, Any]]]
+    search_text: Mapped[Optional[str]] = mapped_column(Text)
+    rating_score: Mapped[Optional[int]]
+    rating_comment: Mapped[Optional[str]] = mapped_column(Text)
+    rated_at: Mapped[Optional[datetime]]
+
+
+class WorkflowState(Base):
+    """The private, serialized SpiffWorkflow instance of a request."""
+
+    __tablename__ = "workflow_states"
+
+    request_id: Mapped[int] = mapped_column(ForeignKey("requests.id"), primary_key=True)
+    definition_id: Mapped[int] = mapped_column(ForeignKey("definitions.id"))
+    state: Mapped[str] = mapped_column(Text)
+    # Optimistic lock: two writers on one instance cannot both commit.
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    __mapper_args__ = {"version_id_col": version}
+
+
+class Task(Base):
+    """A human task (user task of the BPMN), projected for inboxes."""
+
+    __tablename__ = "tasks"
+    __table_args__ = (
+        Index("ix_tasks_open_unit_due", "status", "unit_code", "due_at"),
+        Index("ix_tasks_open_assignee_due", "status", "assignee", "due_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("requests.id"), index=True)
+    step: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str] = mapped_column(String(255))
+    candidate_role: Mapped[str] = mapped_column(String(32))
+    unit_code: Mapped[str] = mapped_column(String(32))
+    assignee: Mapped[Optional[str]] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open|completed|cancelled
+    created_at: Mapped[datetime]
+    due_at: Mapped[Optional[datetime]]
+    completed_at: Mapped[Optional[datetime]]
+    completed_by: Mapped[Optional[str]] = mapped_column(String(64))
+    data: Mapped[Optional[dict[str, Any]]]
+
+    request: Mapped[Request] = relationship(lazy="joined")
+
+
+class Job(Base):
+    """A waiting BPMN timer (or other deferred work), due at an absolute time."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_status_due", "status", "due_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[Optional[int]] = mapped_column(ForeignKey("requests.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16), default="timer")
+    spiff_task_id: Mapped[Optional[str]] = mapped_column(String(36))
+    step: Mapped[Optional[str]] = mapped_column(String(64))
+    due_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(16), default="waiting")  # waiting|paused|done|incident
+    lease_owner: Mapped[Optional[str]] = mapped_column(String(128))
+    lease_expires_at: Mapped[Optional[datetime]]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[Optional[str]] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    fired_at: Mapped[Optional[datetime]]
+
+
+class Escalation(Base):
+    __tablename__ = "escalations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("requests.id"), index=True)
+    unit_code: Mapped[str] = mapped_column(String(32), index=True)
+    step: Mapped[str] = mapped_column(String(64))
+    level: Mapped[int] = mapped_column(Integer, default=1)
+    raised_at: Mapped[datetime]
+    due_at: Mapped[datetime]
+    owner_role: Mapped[str] = mapped_column(String(32))
+    resolved_at: Mapped[Optional[datetime]] = mapped_column(index=True)
+    resolved_by: Mapped[Optional[str]] = mapped_column(String(64))
+    note: Mapped[Optional[str]] = mapped_column(Text)
+
+    request: Mapped[Request] = relationship(lazy="joined")
+
+
+class AuditEvent(Base):
+    """Append-only, hash-chained record of every state change."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[Optional[int]] = mapped_column(ForeignKey("requests.id"), index=True)
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    step: Mapped[Optional[str]] = mapped_column(String(64))
+    note: Mapped[Optional[str]] = mapped_column(Text)
+    before: Mapped[Optional[dict[str, Any]]]
+    after: Mapped[Optional[dict[str, Any]]]
+    public: Mapped[bool] = mapped_column(Boolean, default=True)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class AuditHead(Base):
+    """One row holding the newest audit hash; locking it serialises appends to the chain."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    last_hash: Mapped[str] = mapped_column(String(64))
+    count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class CalendarDay(Base):
+    """An official exception to the statutory calendar, kept by administrators.
+
+    ``kind`` is ``day_off`` (an official day off the holidays package does not know)
+    or ``working_day`` (a make-up Saturday, or a holiday the government moved).
+    """
+
+    __tablename__ = "calendar_days"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str] = mapped_column(String(255), default="")
+    updated_by: Mapped[Optional[str]] = mapped_column(String(64))
+    updated_at: Mapped[datetime]
+
+
+class Setting(Base):
+    __tablename__ = "settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

@@ -1,0 +1,121 @@
+"""Write the public projection of a workflow: the request, its tasks and its jobs.
+
+Called inside the same transaction as the state it projects, so a list page never
+needs to deserialize a workflow and never disagrees with it.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from . import calendar as cal
+from . import clock, runtime
+from .models import Job, Request, Task
+
+CLOSED_STATUSES = {"refused", "redirected", "published", "terminated"}
+OPEN_TASK = "open"
+
+
+def _parse(value) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+
+
+def sync(session: Session, request: Request, running: runtime.Running) -> list[Task]:
+    """Bring the request's rows in line with its workflow; returns newly opened tasks."""
+    now = clock.now()
+    manifest = running.manifest
+    wf = running.workflow
+
+    # Jobs: one row per waiting timer.
+    timers = runtime.waiting_timers(wf)
+    due_by_task: dict[str, datetime] = {}
+    existing_jobs = {
+        j.spiff_task_id: j
+        for j in session.execute(
+            select(Job).where(Job.request_id == request.id, Job.kind == "timer", Job.status.in_(("waiting", "paused")))
+        ).scalars()
+    }
+    for timer in timers:
+        if timer.attached_to:
+            due_by_task[timer.attached_to] = min(timer.due_at, due_by_task.get(timer.attached_to, timer.due_at))
+        job = existing_jobs.pop(timer.spiff_task_id, None)
+        if job is None:
+            session.add(Job(request_id=request.id, kind="timer", spiff_task_id=timer.spiff_task_id,
+                            step=timer.attached_to or timer.bpmn_id, due_at=timer.due_at,
+                            status="paused" if request.suspended_at else "waiting", created_at=now))
+        elif job.due_at != timer.due_at:
+            job.due_at = timer.due_at
+    for job in existing_jobs.values():  # timers that no longer wait (fired or cancelled)
+        job.status = "done"
+        job.lease_owner = None
+        job.lease_expires_at = None
+
+    # Tasks: one row per ready human task.
+    ready = {str(t.id): t for t in runtime.ready_human_tasks(wf)}
+    rows = {
+        t.id: t
+        for t in session.execute(select(Task).where(Task.request_id == request.id, Task.status == OPEN_TASK)).scalars()
+    }
+    opened: list[Task] = []
+    for task_id, spiff_task in ready.items():
+        meta = manifest["tasks"].get(spiff_task.task_spec.bpmn_id, {})
+        due = due_by_task.get(spiff_task.task_spec.bpmn_id)
+        row = rows.pop(task_id, None)
+        if row is None:
+            assignee = None
+            if meta.get("assignee_expr"):
+                try:
+                    assignee = runtime.evaluate(running, spiff_task, meta["assignee_expr"]) or None
+                except Exception:  # an assignee that cannot be computed leaves the task to the role
+                    assignee = None
+            row = Task(id=task_id, request_id=request.id, step=meta.get("step", spiff_task.task_spec.bpmn_id),
+                       title=meta.get("title", spiff_task.task_spec.bpmn_name or spiff_task.task_spec.bpmn_id),
+                       candidate_role=meta.get("role") or "head", unit_code=request.unit_code,
+                       assignee=str(assignee) if assignee else None, status=OPEN_TASK, created_at=now, due_at=due)
+            session.add(row)
+            opened.append(row)
+        else:
+            row.due_at = due
+    for row in rows.values():  # no longer ready: cancelled by the flow (e.g. an interrupting event)
+        row.status = "cancelled"
+        row.completed_at = now
+
+    # The request itself.
+    status, data, main_ended = runtime.current_position(running)
+    if status:
+        request.status = status
+    deadlines = {k: v for k, v in (data.get("deadlines") or {}).items() if isinstance(v, str)}
+    request.deadlines = deadlines
+    main_steps = [t for t in ready.values() if manifest["tasks"].get(t.task_spec.bpmn_id, {}).get("status")]
+    request.current_step = main_steps[0].task_spec.bpmn_id if main_steps else (
+        "needs_info" if status == "needs_info" else None)
+    request.assignee = None
+    for t in main_steps:
+        row = session.get(Task, str(t.id))
+        if row is not None and row.assignee:
+            request.assignee = row.assignee
+    request.extended = bool(data.get("extensions_used"))
+    if main_ended or status in CLOSED_STATUSES:
+        request.deadline_at = None
+        request.overdue = False
+    else:
+        if status in ("received", "needs_info"):
+            request.deadline_at = _parse(deadlines.get("acknowledge_by"))
+        else:
+            request.deadline_at = _parse(deadlines.get("explain_by"))
+        request.overdue = bool(request.deadline_at and request.deadline_at < now)
+    request.last_activity_at = now
+    return opened
+
+
+def working_days_left(calendar: cal.WorkingCalendar, due_at: datetime | None) -> int | None:
+    if due_at is None:
+        return None
+    return cal.working_days_left(clock.now(), due_at, calendar)

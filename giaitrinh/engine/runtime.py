@@ -1,0 +1,336 @@
+"""Load a workflow from its row, run it with SpiffWorkflow, save it back.
+
+This is the only module that touches SpiffWorkflow objects at run time. It keeps
+three promises of the architecture:
+
+* parsed specs are cached by definition id (definitions are immutable), and the
+  serialized state stored per request carries no copy of the spec;
+* every loaded workflow runs with the restricted script engine, because the
+  script engine is not part of the serialization;
+* SpiffWorkflow's timers read the engine clock, so moving the clock (tests, demo)
+  moves BPMN time too.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from copy import deepcopy
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Iterable
+from uuid import UUID
+
+from lxml import etree
+from SpiffWorkflow.bpmn import BpmnWorkflow
+from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
+from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter
+from SpiffWorkflow.bpmn.specs.event_definitions import timer as _spiff_timer
+from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+from SpiffWorkflow.bpmn.specs.mixins.events.event_types import CatchingEvent
+from SpiffWorkflow.bpmn.specs.mixins.events.intermediate_event import BoundaryEvent
+from SpiffWorkflow.bpmn.util.event import BpmnEvent
+from SpiffWorkflow.spiff.parser import SpiffBpmnParser
+from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
+from SpiffWorkflow.util.task import TaskState
+
+from . import calendar as cal
+from . import clock
+from .scripting import make_script_engine
+
+
+class _EngineDatetime(datetime):
+    """What SpiffWorkflow's timer module sees as ``datetime``: its now() is the engine clock."""
+
+    @classmethod
+    def now(cls, tz=None):
+        current = clock.now()
+        if tz is None:
+            return current.astimezone().replace(tzinfo=None)
+        return current.astimezone(tz)
+
+
+_spiff_timer.datetime = _EngineDatetime
+
+
+class _SpecFreeWorkflowConverter(BpmnWorkflowConverter):
+    """Serializes a workflow without its spec; the spec comes from the definition cache."""
+
+    def to_dict(self, workflow):
+        dct = super().to_dict(workflow)
+        dct.pop("spec", None)
+        dct.pop("subprocess_specs", None)
+        return dct
+
+    def from_dict(self, dct, spec=None, subprocess_specs=None):
+        dct = dict(dct)
+        workflow = self.target_class(spec, subprocess_specs or {}, deserializing=True)
+        workflow.tasks = self.mapping_from_dict(dct["tasks"], UUID, workflow=workflow)
+        workflow.task_tree = workflow.tasks.get(UUID(dct["root"]))
+        self.set_default_attributes(workflow, dct)
+        self.subprocesses_from_dict(dct["subprocesses"], workflow)
+        workflow.bpmn_events = self.registry.restore(dct.pop("bpmn_events", []))
+        return workflow
+
+
+_config = dict(SPIFF_CONFIG)
+_config[BpmnWorkflow] = _SpecFreeWorkflowConverter
+_serializer = BpmnWorkflowSerializer(BpmnWorkflowSerializer.configure(_config))
+
+_spec_cache: dict[str, tuple[Any, dict]] = {}
+_spec_lock = threading.Lock()
+
+
+def parse_spec(bpmn_xml: str | bytes, process_id: str):
+    """Parse one process with a fresh parser (a failed parse leaves a partial spec cached)."""
+    parser = SpiffBpmnParser()
+    data = bpmn_xml.encode() if isinstance(bpmn_xml, str) else bpmn_xml
+    xml_parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
+    parser.add_bpmn_xml(etree.fromstring(data, xml_parser).getroottree(), filename=f"{process_id}.bpmn")
+    return parser.get_spec(process_id), parser.get_subprocess_specs(process_id)
+
+
+def spec_for(definition) -> tuple[Any, dict]:
+    """The parsed spec of a definition row, parsed once per process per sha256."""
+    key = definition.sha256
+    cached = _spec_cache.get(key)
+    if cached is None:
+        with _spec_lock:
+            cached = _spec_cache.get(key)
+            if cached is None:
+                cached = parse_spec(definition.bpmn_xml, definition.manifest["process_id"])
+                _spec_cache[key] = cached
+    return cached
+
+
+# -- the functions BPMN scripts may call ------------------------------------------
+
+
+def script_functions(calendar: cal.WorkingCalendar) -> dict:
+    def now() -> str:
+        return clock.now().astimezone(cal.LOCAL_TZ).isoformat(timespec="seconds")
+
+    def _day(value) -> Any:
+        if value is None:
+            return cal.local_date(clock.now())
+        return cal.local_date(datetime.fromisoformat(str(value)))
+
+    def add_working_days(start, n) -> str:
+        """End of the n-th working day after ``start`` (the day of the event is not counted)."""
+        return cal.end_of_day(calendar.add_working_days(_day(start), int(n))).isoformat()
+
+    def add_days(start, n) -> str:
+        """End of a period of n days after ``start``, rolled past weekends and holidays."""
+        return cal.end_of_day(calendar.add_days(_day(start), int(n))).isoformat()
+
+    return {"now": now, "add_working_days": add_working_days, "add_days": add_days}
+
+
+def script_engine(calendar: cal.WorkingCalendar):
+    return make_script_engine(functions=script_functions(calendar))
+
+
+# -- running ------------------------------------------------------------------------
+
+
+@dataclass
+class Running:
+    """A workflow loaded for one use case, with what is needed to save it back."""
+
+    workflow: BpmnWorkflow
+    manifest: dict
+
+
+def start(definition, data: dict, calendar: cal.WorkingCalendar) -> Running:
+    spec, subprocess_specs = spec_for(definition)
+    wf = BpmnWorkflow(spec, subprocess_specs, script_engine=script_engine(calendar))
+    start_task = wf.get_tasks(state=TaskState.READY)[0]
+    start_task.data.update(deepcopy(data))
+    step(wf)
+    return Running(wf, definition.manifest)
+
+
+def load(definition, state: str, calendar: cal.WorkingCalendar) -> Running:
+    spec, subprocess_specs = spec_for(definition)
+    dct = json.loads(state)
+    _serializer.migrate(dct)
+    wf = _serializer.from_dict(dct, spec=spec, subprocess_specs=subprocess_specs)
+    wf.script_engine = script_engine(calendar)
+    return Running(wf, definition.manifest)
+
+
+def dump(running: Running) -> str:
+    return _serializer.serialize_json(running.workflow)
+
+
+def step(wf: BpmnWorkflow) -> None:
+    """Run engine tasks until only human tasks and waiting events remain.
+
+    Run twice: a timer that fires at the end of ``do_engine_steps`` leaves its
+    successor READY.
+    """
+    wf.do_engine_steps()
+    wf.refresh_timers()
+    wf.do_engine_steps()
+
+
+def ready_human_tasks(wf: BpmnWorkflow):
+    return wf.get_tasks(state=TaskState.READY, manual=True)
+
+
+def find_task(wf: BpmnWorkflow, task_id: str):
+    try:
+        return wf.get_task_from_id(UUID(task_id))
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def complete_human_task(running: Running, task_id: str, data: dict, form_fields: Iterable[str]) -> None:
+    task = find_task(running.workflow, task_id)
+    if task is None or task.state != TaskState.READY or not task.task_spec.manual:
+        raise LookupError(task_id)
+    # A form's fields are replaced, not merged: a box left empty this time must not
+    # keep what was submitted the last time round a loop (e.g. an extension).
+    for name in form_fields:
+        task.data.pop(name, None)
+    task.data.update(deepcopy(data))
+    task.run()
+    step(running.workflow)
+
+
+def deliver_message(running: Running, name: str, payload: dict) -> bool:
+    """Deliver a BPMN message (e.g. the requester's additional information)."""
+    wf = running.workflow
+    waiting = [
+        t for t in wf.get_tasks(state=TaskState.WAITING)
+        if isinstance(getattr(t.task_spec, "event_definition", None), MessageEventDefinition)
+        and t.task_spec.event_definition.name == name
+    ]
+    if not waiting:
+        return False
+    for task in waiting:
+        task.data.update(deepcopy(payload))
+    # Throw with the catching spec's own definition: equality includes its class.
+    wf.catch(BpmnEvent(waiting[0].task_spec.event_definition, payload))
+    step(wf)
+    return True
+
+
+@dataclass
+class WaitingTimer:
+    spiff_task_id: str
+    bpmn_id: str
+    due_at: datetime
+    attached_to: str | None
+
+
+def waiting_timers(wf: BpmnWorkflow) -> list[WaitingTimer]:
+    timers = []
+    for task in wf.get_tasks(state=TaskState.WAITING):
+        spec = task.task_spec
+        event_definition = getattr(spec, "event_definition", None)
+        if not isinstance(event_definition, TimerEventDefinition):
+            continue
+        value = task._get_internal_data("event_value")
+        if value is None:
+            event_definition.has_fired(task)
+            value = task._get_internal_data("event_value")
+        if not isinstance(value, str):
+            continue
+        due = TimerEventDefinition.get_datetime(value).astimezone(timezone.utc)
+        attached = None
+        if isinstance(spec, BoundaryEvent):
+            for sibling in task.parent.children:
+                if not isinstance(sibling.task_spec, BoundaryEvent):
+                    attached = sibling.task_spec.bpmn_id
+        timers.append(WaitingTimer(str(task.id), spec.bpmn_id, due, attached))
+    return timers
+
+
+def fire_timer(running: Running, spiff_task_id: str) -> bool:
+    """Fire one waiting timer now, whatever its time; False if it no longer waits."""
+    task = find_task(running.workflow, spiff_task_id)
+    if task is None or task.state != TaskState.WAITING:
+        return False
+    task._set_internal_data(event_fired=True)
+    running.workflow.refresh_timers()
+    step(running.workflow)
+    return True
+
+
+def shift_timers(running: Running, new_due: dict[str, str]) -> None:
+    """Re-arm waiting timers at new absolute times (after a suspension)."""
+    for spiff_task_id, value in new_due.items():
+        task = find_task(running.workflow, spiff_task_id)
+        if task is not None and task.state == TaskState.WAITING:
+            task._set_internal_data(event_value=value)
+
+
+def update_data(running: Running, changes: dict) -> None:
+    """Apply changes to the data of every open task (e.g. moved deadlines)."""
+    for task in running.workflow.get_tasks(state=TaskState.READY | TaskState.WAITING):
+        for key, value in changes.items():
+            if isinstance(value, dict) and isinstance(task.data.get(key), dict):
+                task.data[key].update(deepcopy(value))
+            else:
+                task.data[key] = deepcopy(value)
+
+
+def evaluate(running: Running, task, expression: str) -> Any:
+    return running.workflow.script_engine.evaluate(task, expression)
+
+
+# -- what the projection reads -----------------------------------------------------
+
+
+def current_position(running: Running) -> tuple[str | None, dict, bool]:
+    """(status, data, main path ended) read from the workflow's open or last nodes."""
+    wf = running.workflow
+    statuses = running.manifest.get("statuses", {})
+    open_tasks = [
+        t for t in wf.get_tasks(state=TaskState.READY | TaskState.WAITING)
+        if t.task_spec.bpmn_id in statuses and not isinstance(t.task_spec, BoundaryEvent)
+    ]
+    if open_tasks:
+        task = max(open_tasks, key=lambda t: t.last_state_change)
+        return statuses[task.task_spec.bpmn_id], task.data, False
+    ended = [
+        t for t in wf.get_tasks(state=TaskState.COMPLETED)
+        if t.task_spec.bpmn_id in statuses and not t.task_spec.manual
+        and not isinstance(t.task_spec, CatchingEvent)
+    ]
+    if ended:
+        task = max(ended, key=lambda t: t.last_state_change)
+        return statuses[task.task_spec.bpmn_id], task.data, True
+    return None, wf.data, wf.completed
+
+
+def is_completed(running: Running) -> bool:
+    return running.workflow.completed
+
+
+def cancel(running: Running) -> None:
+    running.workflow.cancel()
+
+
+def evaluate_with(running: Running, task_id: str, expression: str, extra: dict) -> Any:
+    """Evaluate an expression on a task's data as it would be with ``extra`` submitted."""
+    task = find_task(running.workflow, task_id)
+    context = dict(task.data) if task is not None else {}
+    context.update(extra)
+    return running.workflow.script_engine.environment.evaluate(expression, context)
+
+
+def escalation_origin(running: Running, task_id: str) -> tuple[str, datetime] | None:
+    """For a task reached from a timer boundary event: (the late step, its deadline)."""
+    task = find_task(running.workflow, task_id)
+    while task is not None:
+        spec = task.task_spec
+        if isinstance(spec, BoundaryEvent) and isinstance(getattr(spec, "event_definition", None), TimerEventDefinition):
+            value = task._get_internal_data("event_value")
+            due = TimerEventDefinition.get_datetime(value).astimezone(timezone.utc) if isinstance(value, str) else None
+            attached = next((s.task_spec.bpmn_id for s in task.parent.children
+                             if not isinstance(s.task_spec, BoundaryEvent)), spec.bpmn_id)
+            return attached, due
+        task = task.parent
+    return None

@@ -1,0 +1,146 @@
+"""Helpers shared by the use cases: loading a request with its workflow, saving it back."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
+from .. import calendar as cal
+from .. import audit, clock, projection, redaction, runtime
+from ..errors import Conflict, NotFound
+from ..models import Definition, Escalation, Job, Request, Task, Unit, WorkflowState
+
+DEFAULT_PROCESS = "giai_trinh"
+
+
+def iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(cal.LOCAL_TZ).isoformat(timespec="seconds")
+
+
+def request_for_update(session: Session, code: str) -> Request:
+    request = session.execute(
+        select(Request).where(Request.code == code).with_for_update()
+    ).scalar_one_or_none()
+    if request is None:
+        raise NotFound(f"không có yêu cầu {code} (unknown request)")
+    return request
+
+
+def load_running(session: Session, request: Request) -> tuple[runtime.Running, WorkflowState]:
+    state = session.get(WorkflowState, request.id)
+    definition = session.get(Definition, request.definition_id)
+    return runtime.load(definition, state.state, cal.load_calendar(session)), state
+
+
+def save_running(session: Session, request: Request, running: runtime.Running, state: WorkflowState,
+                 actor: str = "system") -> list[Task]:
+    """Store the workflow and its projection; a concurrent writer makes this a 409."""
+    state.state = runtime.dump(running)
+    opened = projection.sync(session, request, running)
+    for task in opened:
+        if task.step.startswith("escalate"):
+            raise_escalation(session, request, running, task)
+    try:
+        session.flush()
+    except StaleDataError:
+        raise Conflict("yêu cầu vừa được người khác cập nhật, hãy tải lại (modified concurrently)") from None
+    return opened
+
+
+def raise_escalation(session: Session, request: Request, running: runtime.Running, task: Task,
+                     step: str | None = None, due_at: datetime | None = None) -> Escalation:
+    """A deadline was missed: a row for the supervisors, the case flagged, the next reminder planned.
+
+    ``level`` counts the escalations of the same deadline (1, 2, ...).
+    """
+    now = clock.now()
+    if step is None:
+        origin = runtime.escalation_origin(running, task.id) if task is not None else None
+        step, due_at = origin if origin else (request.current_step or "unknown", request.deadline_at)
+    due_at = due_at or request.deadline_at or now
+    previous = session.execute(
+        select(func.count()).select_from(Escalation)
+        .where(Escalation.request_id == request.id, Escalation.due_at == due_at)
+    ).scalar_one()
+    owner = running.manifest.get("escalation_role", "head") if running is not None else "head"
+    escalation = Escalation(request_id=request.id, unit_code=request.unit_code, step=step, level=previous + 1,
+                            raised_at=now, due_at=due_at, owner_role=owner)
+    session.add(escalation)
+    request.overdue = True
+    audit.record(session, "escalated", actor="system", request_id=request.id, step=step,
+                 note=f"Quá hạn bước {step} (lần {previous + 1})", after={"level": previous + 1, "due_at": iso(due_at)})
+    repeat = int(((running.manifest.get("periods") if running is not None else None) or {})
+                 .get("escalation_repeat_working_days", 0) or 0)
+    if repeat > 0:
+        calendar = cal.load_calendar(session)
+        next_day = calendar.add_working_days(cal.local_date(now), repeat)
+        session.add(Job(request_id=request.id, kind="escalation_repeat", step=step, due_at=cal.end_of_day(next_day),
+                        status="waiting", created_at=now))
+    return escalation
+
+
+def deployed_definition(session: Session, key: str = DEFAULT_PROCESS) -> Definition:
+    definition = session.execute(
+        select(Definition).where(Definition.key == key, Definition.status == "deployed")
+        .order_by(Definition.version.desc()).limit(1)
+    ).scalar_one_or_none()
+    if definition is None:
+        raise NotFound(f"quy trình {key} chưa được triển khai (process not deployed)")
+    return definition
+
+
+def unit_name(session: Session, code: str) -> str:
+    unit = session.get(Unit, code)
+    return unit.name if unit else code
+
+
+def apply_status_effects(session: Session, request: Request, old_status: str, data: dict, main_ended: bool) -> None:
+    """What changes on the request when its status moves (acknowledged, explained, published...)."""
+    now = clock.now()
+    new = request.status
+    if old_status in ("received", "needs_info") and new in ("accepted", "refused", "redirected"):
+        request.acknowledged_at = now
+        request.outcome = {k: data.get(k) for k in ("decision", "ground", "redirect_to", "note") if data.get(k)}
+    if new in ("explained", "published") and request.explained_at is None:
+        request.explained_at = now
+        minutes = [
+            {"at": iso(t.completed_at), "minutes": (t.data or {}).get("minutes")}
+            for t in session.execute(
+                select(Task).where(Task.request_id == request.id, Task.step == "dialogue", Task.status == "completed")
+                .order_by(Task.completed_at)
+            ).scalars()
+        ]
+        explanation = dict(data.get("explanation") or {})
+        explanation["minutes"] = minutes
+        if data.get("extension"):
+            explanation["extension"] = data["extension"]
+        explanation["issued_at"] = iso(now)
+        request.explanation = explanation
+    if new == "published" and request.published_at is None:
+        request.published_at = now
+        publish_redacted(request)
+    if new in projection.CLOSED_STATUSES or main_ended:
+        if not request.closed:
+            request.closed = True
+            request.closed_at = now
+        request.deadline_at = None
+        request.overdue = False
+
+
+def publish_redacted(request: Request) -> None:
+    person = dict(name=request.requester_name, phone=request.requester_phone,
+                  email=request.requester_email, address=request.requester_address)
+    explanation = request.explanation or {}
+    subject, n1 = redaction.redact(request.subject, **person)
+    legal, n2 = redaction.redact(explanation.get("legal_basis"), **person)
+    content, n3 = redaction.redact(explanation.get("content"), **person)
+    request.published_text = {"subject": subject, "legal_basis": legal, "content": content, "redactions": n1 + n2 + n3}
+    request.search_text = redaction.fold(" ".join([subject, legal, content, request.code]))
+
+
+def count(session: Session, query) -> int:
+    return session.execute(select(func.count()).select_from(query.order_by(None).subquery())).scalar_one()

@@ -1,0 +1,305 @@
+"""Citizens' use cases: submit, follow, add information, withdraw, rate; and the public register."""
+from __future__ import annotations
+
+import hmac
+import secrets
+from typing import Any
+
+from sqlalchemy import select
+
+from .. import audit, calendar as cal, clock, db, forms, projection, redaction, runtime
+from ..accounts import Actor, hash_secret
+from ..errors import Conflict, Forbidden, NotFound, ValidationFailed
+from ..models import AuditEvent, Counter, Request, Unit, WorkflowState
+from . import _common
+from ._common import iso
+
+REQUEST_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "requester": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string", "minLength": 2, "maxLength": 255},
+                "address": {"type": "string", "minLength": 3, "maxLength": 500},
+                "phone": {"type": "string", "pattern": r"^\+?[0-9 .()-]{8,20}$"},
+                "email": {"type": "string", "maxLength": 255, "pattern": r"^[^@\s]+@[^@\s]+\.[^@\s]+$"},
+                "kind": {"type": "string", "enum": ["person", "organisation"]},
+            },
+            "required": ["name", "address", "phone"],
+            "additionalProperties": False,
+        },
+        "subject": {"type": "string", "minLength": 3, "maxLength": 500},
+        "content": {"type": "string", "minLength": 10, "maxLength": 20000},
+        "unit": {"type": "string", "minLength": 1, "maxLength": 32},
+        "channel": {"type": "string", "enum": ["online", "in_person", "post"]},
+    },
+    "required": ["requester", "subject", "content"],
+    "additionalProperties": False,
+}
+
+PUBLIC_EVENTS = {
+    "submitted": "Đã tiếp nhận yêu cầu",
+    "info_requested": "Đề nghị bổ sung thông tin",
+    "info_provided": "Người yêu cầu đã bổ sung thông tin",
+    "accepted": "Thông báo thụ lý giải trình",
+    "refused": "Thông báo từ chối giải trình",
+    "redirected": "Hướng dẫn đến cơ quan có thẩm quyền",
+    "assigned": "Đã phân công người giải trình",
+    "dialogue": "Làm việc trực tiếp",
+    "extended": "Gia hạn giải trình",
+    "explained": "Đã ban hành văn bản giải trình",
+    "published": "Đã công khai kết quả giải trình",
+    "suspended": "Tạm đình chỉ giải trình",
+    "resumed": "Tiếp tục giải trình",
+    "withdrawn": "Người yêu cầu rút yêu cầu",
+    "rated": "Người yêu cầu đánh giá mức độ hài lòng",
+    "escalated": "Quá hạn: đã báo cáo lãnh đạo",
+}
+
+
+def _clean(text: str) -> str:
+    return " ".join(text.split()) if text else text
+
+
+def _next_code(session, year: int) -> str:
+    name = f"request:{year}"
+    counter = session.execute(select(Counter).where(Counter.name == name).with_for_update()).scalar_one_or_none()
+    if counter is None:
+        counter = Counter(name=name, value=0)
+        session.add(counter)
+    counter.value += 1
+    return f"GT-{year}-{counter.value:06d}"
+
+
+def submit(payload: Any, actor: Actor | None = None) -> dict:
+    """A new request: its code, its secret token (shown once) and the acknowledgement deadline."""
+    fields = forms.validate(REQUEST_SCHEMA, payload)
+    if fields:
+        raise ValidationFailed("yêu cầu chưa hợp lệ (invalid request)", fields)
+    requester = payload["requester"]
+    for path, value in (("requester.name", requester["name"]), ("subject", payload["subject"]),
+                        ("content", payload["content"]), ("requester.address", requester["address"])):
+        if "\x00" in value or not value.strip():
+            raise ValidationFailed("yêu cầu chưa hợp lệ (invalid request)", {path: "Nội dung không hợp lệ (empty or contains a null byte)."})
+    channel = payload.get("channel", "online")
+    if channel != "online" and (actor is None or not actor.has_role("reception")):
+        raise Forbidden("chỉ cán bộ tiếp nhận được ghi nhận yêu cầu trực tiếp hoặc qua bưu chính", {"channel": "online only for citizens"})
+    token = secrets.token_urlsafe(24)
+    now = clock.now()
+    with db.transaction() as session:
+        unit_code = payload.get("unit")
+        if unit_code:
+            if session.get(Unit, unit_code) is None:
+                raise ValidationFailed("đơn vị không tồn tại (unknown unit)", {"unit": f"Không có đơn vị {unit_code}."})
+        else:
+            first = session.execute(select(Unit).where(Unit.parent_code.is_(None)).order_by(Unit.code).limit(1)).scalar_one_or_none()
+            if first is None:
+                raise NotFound("chưa có đơn vị nào tiếp nhận yêu cầu (no unit configured)")
+            unit_code = first.code
+        definition = _common.deployed_definition(session)
+        code = _next_code(session, cal.local_date(now).year)
+        request = Request(
+            code=code, token_hash=hash_secret(token), definition_id=definition.id, unit_code=unit_code,
+            status="received", subject=_clean(payload["subject"].strip()), content=payload["content"].strip(),
+            channel=channel, requester_kind=requester.get("kind", "person"), requester_name=_clean(requester["name"]),
+            requester_address=requester["address"].strip(), requester_phone=requester["phone"].strip(),
+            requester_email=(requester.get("email") or None), received_at=now, last_activity_at=now, deadlines={},
+        )
+        session.add(request)
+        session.flush()
+        data = {"periods": definition.manifest["periods"], "deadlines": {}, "extensions_used": 0,
+                "request": {"code": code, "unit": unit_code}}
+        running = runtime.start(definition, data, cal.load_calendar(session))
+        state = WorkflowState(request_id=request.id, definition_id=definition.id, state=runtime.dump(running))
+        session.add(state)
+        projection.sync(session, request, running)
+        audit.record(session, "submitted", actor=actor.username if actor else "citizen", request_id=request.id,
+                     after={"status": request.status, "deadlines": request.deadlines, "channel": channel})
+        result = {"code": code, "token": token, "status": request.status, "received_at": iso(now),
+                  "deadlines": dict(request.deadlines)}
+    from .. import timers
+    timers.wake()
+    return result
+
+
+def _authorize(session, code: str, token: str | None, actor: Actor | None) -> Request:
+    request = session.execute(select(Request).where(Request.code == code)).scalar_one_or_none()
+    if actor is not None and actor.is_official:
+        if request is None:
+            raise NotFound(f"không có yêu cầu {code} (unknown request)")
+        if not (actor.sees_all_units() or request.unit_code in actor.units()):
+            raise Forbidden("yêu cầu thuộc đơn vị khác (another unit's request)")
+        return request
+    if not token:
+        raise NotFound(f"không có yêu cầu {code} hoặc mã tra cứu không đúng (unknown request or wrong token)")
+    # Unknown code and wrong token look the same: the code alone reveals nothing.
+    expected = request.token_hash if request else hash_secret("x")
+    if request is None or not hmac.compare_digest(expected, hash_secret(token)):
+        raise NotFound(f"không có yêu cầu {code} hoặc mã tra cứu không đúng (unknown request or wrong token)")
+    return request
+
+
+def timeline(session, request: Request) -> list[dict]:
+    events = session.execute(
+        select(AuditEvent).where(AuditEvent.request_id == request.id, AuditEvent.public.is_(True)).order_by(AuditEvent.id)
+    ).scalars()
+    out = []
+    for e in events:
+        item = {"at": iso(e.at), "event": e.action, "label": PUBLIC_EVENTS.get(e.action, e.action)}
+        if e.note:
+            item["note"] = e.note
+        out.append(item)
+    return out
+
+
+def view(code: str, token: str | None = None, actor: Actor | None = None) -> dict:
+    """What the requester (or an official of the unit) sees of one request."""
+    with db.read_only() as session:
+        request = _authorize(session, code, token, actor)
+        result = public_summary(session, request)
+        result["timeline"] = timeline(session, request)
+        result["content"] = request.content
+        if actor is not None and actor.is_official or token:
+            result["requester"] = {"name": request.requester_name, "address": request.requester_address,
+                                   "phone": request.requester_phone, "email": request.requester_email,
+                                   "kind": request.requester_kind}
+        if request.explanation and request.status in ("explained", "published") or (request.explanation and request.closed):
+            result["explanation"] = request.explanation
+        if request.outcome:
+            result["outcome"] = request.outcome
+        if request.rating_score:
+            result["rating"] = {"score": request.rating_score, "comment": request.rating_comment, "at": iso(request.rated_at)}
+        return result
+
+
+def public_summary(session, request: Request) -> dict:
+    calendar = cal.load_calendar(session)
+    return {
+        "code": request.code,
+        "status": request.status,
+        "subject": request.subject,
+        "unit": request.unit_code,
+        "unit_name": _common.unit_name(session, request.unit_code),
+        "received_at": iso(request.received_at),
+        "deadlines": dict(request.deadlines or {}),
+        "deadline_at": iso(request.deadline_at),
+        "working_days_left": projection.working_days_left(calendar, request.deadline_at),
+        "overdue": bool(request.overdue),
+        "extended": bool(request.extended),
+        "suspended": request.suspended_at is not None,
+        "closed": bool(request.closed),
+        "current_step": request.current_step,
+    }
+
+
+def withdraw(code: str, token: str | None, reason: str | None = None, actor: Actor | None = None) -> dict:
+    """The requester withdraws the whole request (art. 14): the case terminates."""
+    if reason is not None and (not isinstance(reason, str) or len(reason) > 5000):
+        raise ValidationFailed("lý do không hợp lệ", {"reason": "Tối đa 5000 ký tự (string, at most 5000 characters)."})
+    with db.transaction() as session:
+        _authorize(session, code, token, actor)
+        request = _common.request_for_update(session, code)
+        if request.closed or request.status in ("explained", "published", "terminated"):
+            raise Conflict(f"yêu cầu đang ở trạng thái {request.status}, không thể rút (cannot withdraw now)")
+        running, state = _common.load_running(session, request)
+        before = request.status
+        runtime.cancel(running)
+        _common.save_running(session, request, running, state)
+        request.status = "terminated"
+        request.closed = True
+        request.closed_at = clock.now()
+        request.deadline_at = None
+        request.overdue = False
+        request.current_step = None
+        request.outcome = {"decision": "withdrawn", "note": reason} if reason else {"decision": "withdrawn"}
+        audit.record(session, "withdrawn", actor=actor.username if actor else "citizen", request_id=request.id,
+                     note=reason, before={"status": before}, after={"status": "terminated"})
+        return public_summary(session, request)
+
+
+def provide_info(code: str, token: str | None, content: Any, actor: Actor | None = None) -> dict:
+    """The requester supplies what reception asked for; the acknowledgement clock restarts."""
+    if not isinstance(content, str) or not (3 <= len(content.strip()) <= 20000) or "\x00" in content:
+        raise ValidationFailed("thông tin bổ sung không hợp lệ", {"content": "Từ 3 đến 20000 ký tự (3..20000 characters)."})
+    with db.transaction() as session:
+        _authorize(session, code, token, actor)
+        request = _common.request_for_update(session, code)
+        if request.status != "needs_info":
+            raise Conflict("yêu cầu không ở trạng thái chờ bổ sung (not waiting for information)")
+        running, state = _common.load_running(session, request)
+        stamp = cal.local_date(clock.now()).strftime("%d/%m/%Y")
+        if not runtime.deliver_message(running, "info_provided", {"additional_info": content.strip()}):
+            raise Conflict("yêu cầu không ở trạng thái chờ bổ sung (not waiting for information)")
+        request.content = f"{request.content}\n\n[Bổ sung ngày {stamp}]\n{content.strip()}"
+        _common.save_running(session, request, running, state)
+        audit.record(session, "info_provided", actor=actor.username if actor else "citizen", request_id=request.id,
+                     after={"status": request.status, "deadlines": request.deadlines})
+        result = public_summary(session, request)
+    from .. import timers
+    timers.wake()
+    return result
+
+
+def rate(code: str, token: str | None, score: Any, comment: Any = None, actor: Actor | None = None) -> dict:
+    fields = {}
+    if not isinstance(score, int) or isinstance(score, bool) or not 1 <= score <= 5:
+        fields["score"] = "Điểm từ 1 đến 5 (integer 1..5)."
+    if comment is not None and (not isinstance(comment, str) or len(comment) > 5000):
+        fields["comment"] = "Tối đa 5000 ký tự (string, at most 5000 characters)."
+    if fields:
+        raise ValidationFailed("đánh giá không hợp lệ (invalid rating)", fields)
+    with db.transaction() as session:
+        _authorize(session, code, token, actor)
+        request = _common.request_for_update(session, code)
+        if request.explained_at is None:
+            raise Conflict("chỉ đánh giá được sau khi nhận văn bản giải trình (not explained yet)")
+        if request.rating_score is not None:
+            raise Conflict("yêu cầu đã được đánh giá (already rated)")
+        request.rating_score = score
+        request.rating_comment = (comment or "").strip() or None
+        request.rated_at = clock.now()
+        audit.record(session, "rated", actor="citizen", request_id=request.id, after={"score": score})
+        return {"code": code, "score": score, "comment": request.rating_comment, "rated_at": iso(request.rated_at)}
+
+
+def search_published(q: str | None = None, unit: str | None = None, page: int = 1, per_page: int = 50) -> dict:
+    """Published answers, redacted; every word of ``q`` must appear, ignoring case and diacritics."""
+    with db.read_only() as session:
+        query = select(Request).where(Request.published_at.is_not(None))
+        if unit:
+            query = query.where(Request.unit_code == unit)
+        for word in redaction.fold(q).split()[:10]:
+            escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            query = query.where(Request.search_text.like(f"%{escaped}%", escape="\\"))
+        total = _common.count(session, query)
+        rows = session.execute(
+            query.order_by(Request.published_at.desc(), Request.id.desc()).offset((page - 1) * per_page).limit(per_page)
+        ).scalars().all()
+        items = [{
+            "code": r.code,
+            "subject": (r.published_text or {}).get("subject", ""),
+            "unit": r.unit_code,
+            "unit_name": _common.unit_name(session, r.unit_code),
+            "published_at": iso(r.published_at),
+            "explanation": {k: (r.published_text or {}).get(k, "") for k in ("legal_basis", "content")},
+        } for r in rows]
+        return {"items": items, "total": total, "page": page, "per_page": per_page}
+
+
+def published(code: str) -> dict:
+    result = search_published_one(code)
+    if result is None:
+        raise NotFound(f"không có kết quả công khai {code}")
+    return result
+
+
+def search_published_one(code: str) -> dict | None:
+    with db.read_only() as session:
+        r = session.execute(select(Request).where(Request.code == code, Request.published_at.is_not(None))).scalar_one_or_none()
+        if r is None:
+            return None
+        return {"code": r.code, "subject": (r.published_text or {}).get("subject", ""), "unit": r.unit_code,
+                "unit_name": _common.unit_name(session, r.unit_code), "published_at": iso(r.published_at),
+                "received_at": iso(r.received_at), "explained_at": iso(r.explained_at),
+                "explanation": {k: (r.published_text or {}).get(k, "") for k in ("legal_basis", "content")}}

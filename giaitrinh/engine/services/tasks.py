@@ -1,0 +1,351 @@
+"""Officials' use cases: the inbox, a task with its form, claim, complete."""
+from __future__ import annotations
+
+from copy import deepcopy
+from typing import Any
+
+from sqlalchemy import and_, false, or_, select
+
+from .. import audit, calendar as cal, clock, db, forms, projection, redaction, runtime
+from ..accounts import ALL_UNITS, Actor
+from ..errors import Conflict, Forbidden, NotFound, ValidationFailed
+from ..models import Definition, Escalation, Membership, Request, Task, Unit, User
+from . import _common
+from ._common import iso
+
+SCOPES = ("mine", "unit", "all")
+SUPERVISING_ROLES = ("supervisor", "head", "admin")
+
+REFUSAL_GROUNDS = {
+    "conditions_unmet": "Người yêu cầu không đủ điều kiện (Điều 4 NĐ 59/2019)",
+    "secret": "Nội dung thuộc bí mật nhà nước, bí mật đời tư, bí mật kinh doanh (khoản 1 Điều 5)",
+    "internal_direction": "Nội dung chỉ đạo, điều hành nội bộ chưa ban hành (khoản 2 Điều 5)",
+    "higher_direction": "Chỉ đạo của cơ quan cấp trên đối với cơ quan cấp dưới (khoản 3 Điều 5)",
+    "already_explained": "Nội dung đã được giải trình hoặc đang được cơ quan có thẩm quyền giải quyết (Điều 6)",
+    "disorderly": "Người yêu cầu say rượu, không làm chủ hành vi, gây rối (Điều 6)",
+    "invalid_representative": "Người đại diện không có giấy tờ hợp lệ (Điều 6)",
+}
+
+
+# -- who may see and act --------------------------------------------------------------
+
+
+def _visible_condition(actor: Actor):
+    """Open tasks the actor may act on: a candidate role in the task's unit, or assigned to them."""
+    conditions = [Task.assignee == actor.username]
+    for role, units in actor.roles.items():
+        if ALL_UNITS in units:
+            conditions.append(Task.candidate_role == role)
+        elif units:
+            conditions.append(and_(Task.candidate_role == role, Task.unit_code.in_(sorted(units))))
+    return or_(*conditions)
+
+
+def _supervised_condition(actor: Actor):
+    units = actor.units(*SUPERVISING_ROLES)
+    if ALL_UNITS in units:
+        return None
+    if not units:
+        return false()
+    return Task.unit_code.in_(sorted(units))
+
+
+def may_act(actor: Actor, task: Task) -> bool:
+    return task.assignee == actor.username or actor.has_role(task.candidate_role, task.unit_code)
+
+
+def may_see(actor: Actor, task: Task) -> bool:
+    return may_act(actor, task) or any(actor.has_role(r, task.unit_code) for r in SUPERVISING_ROLES)
+
+
+# -- the inbox ------------------------------------------------------------------------
+
+
+def task_summary(task: Task, calendar: cal.WorkingCalendar, now=None) -> dict:
+    now = now or clock.now()
+    request = task.request
+    return {
+        "id": task.id,
+        "request_code": request.code,
+        "subject": request.subject,
+        "request_status": request.status,
+        "step": task.step,
+        "title": task.title,
+        "assignee": task.assignee,
+        "candidate_role": task.candidate_role,
+        "unit": task.unit_code,
+        "status": task.status,
+        "created_at": iso(task.created_at),
+        "due_at": iso(task.due_at),
+        "working_days_left": cal.working_days_left(now, task.due_at, calendar) if task.due_at else None,
+        "overdue": bool(task.due_at and task.due_at < now),
+        "suspended": request.suspended_at is not None,
+    }
+
+
+def list_tasks(actor: Actor, scope: str = "unit", request_code: str | None = None, step: str | None = None,
+               overdue: bool | None = None, page: int = 1, per_page: int = 50) -> dict:
+    """Open tasks sorted by urgency: the nearest deadline first, tasks without one last."""
+    if scope not in SCOPES:
+        raise ValidationFailed("phạm vi không hợp lệ (invalid scope)", {"scope": "mine, unit hoặc all"})
+    if not actor.is_official:
+        raise Forbidden("chỉ cán bộ mới có hộp công việc (officials only)")
+    now = clock.now()
+    with db.read_only() as session:
+        query = select(Task).where(Task.status == projection.OPEN_TASK)
+        if scope == "mine":
+            query = query.where(Task.assignee == actor.username)
+        elif scope == "unit":
+            query = query.where(_visible_condition(actor))
+        else:
+            if not any(actor.roles.get(r) for r in SUPERVISING_ROLES):
+                raise Forbidden("chỉ lãnh đạo, thanh tra mới xem toàn bộ (supervisors only)")
+            condition = _supervised_condition(actor)
+            if condition is not None:
+                query = query.where(condition)
+        if request_code:
+            query = query.join(Request, Request.id == Task.request_id).where(Request.code == request_code)
+        if step:
+            query = query.where(Task.step == step)
+        if overdue is True:
+            query = query.where(Task.due_at < now)
+        elif overdue is False:
+            query = query.where(or_(Task.due_at.is_(None), Task.due_at >= now))
+        total = _common.count(session, query)
+        rows = session.execute(
+            query.order_by(Task.due_at.is_(None), Task.due_at, Task.created_at, Task.id)
+            .offset((page - 1) * per_page).limit(per_page)
+        ).scalars().all()
+        calendar = cal.load_calendar(session)
+        return {"items": [task_summary(t, calendar, now) for t in rows], "total": total,
+                "page": page, "per_page": per_page}
+
+
+# -- one task ---------------------------------------------------------------------------
+
+
+def _officials_of(session, unit_code: str) -> list[tuple[str, str]]:
+    """Officials who may be assigned a case of this unit (their unit or a unit above it)."""
+    ancestors = []
+    code: str | None = unit_code
+    while code and code not in ancestors:
+        ancestors.append(code)
+        unit = session.get(Unit, code)
+        code = unit.parent_code if unit else None
+    rows = session.execute(
+        select(User).join(Membership, Membership.user_id == User.id)
+        .where(Membership.role == "official", User.is_active.is_(True),
+               or_(Membership.unit_code.in_(ancestors), Membership.unit_code.is_(None)))
+        .order_by(User.full_name)
+    ).scalars().unique().all()
+    return [(u.username, u.full_name) for u in rows]
+
+
+def _form_for(session, task: Task) -> dict:
+    definition = session.get(Definition, task.request.definition_id)
+    meta = definition.manifest["tasks"].get(task.step, {})
+    schema = definition.manifest["forms"].get(meta.get("form"), {"type": "object", "properties": {}})
+    return forms.with_options(schema, {"unit_officials": lambda: _officials_of(session, task.unit_code)})
+
+
+def _task_row(session, task_id: str, actor: Actor, lock: bool = False) -> Task:
+    if not isinstance(task_id, str) or len(task_id) > 36:
+        raise NotFound("không có công việc này (unknown task)")
+    query = select(Task).where(Task.id == task_id)
+    if lock:
+        query = query.with_for_update()
+    task = session.execute(query).scalar_one_or_none()
+    if task is None:
+        raise NotFound("không có công việc này (unknown task)")
+    if not may_see(actor, task):
+        raise Forbidden("công việc thuộc đơn vị hoặc vai trò khác (not your task)")
+    return task
+
+
+def _previous_data(session, task: Task) -> dict:
+    """What was submitted the last time round this step (a returned draft is not retyped)."""
+    row = session.execute(
+        select(Task).where(Task.request_id == task.request_id, Task.step == task.step, Task.status == "completed")
+        .order_by(Task.completed_at.desc()).limit(1)
+    ).scalar_one_or_none()
+    data = deepcopy(row.data) if row is not None and row.data else {}
+    data.pop("extend", None)  # an extension is never proposed twice by default
+    return data
+
+
+def publication_preview(request: Request) -> dict:
+    """The text as it will be published, and what the redaction removed."""
+    person = dict(name=request.requester_name, phone=request.requester_phone,
+                  email=request.requester_email, address=request.requester_address)
+    explanation = request.explanation or {}
+    out = {"removed": 0}
+    for key, text in (("subject", request.subject), ("legal_basis", explanation.get("legal_basis")),
+                      ("content", explanation.get("content"))):
+        redacted, n = redaction.redact(text, **person)
+        out[key] = redacted
+        out["removed"] += n
+    return out
+
+
+def get_task(task_id: str, actor: Actor) -> dict:
+    with db.read_only() as session:
+        task = _task_row(session, task_id, actor)
+        calendar = cal.load_calendar(session)
+        result = task_summary(task, calendar)
+        definition = session.get(Definition, task.request.definition_id)
+        meta = definition.manifest["tasks"].get(task.step, {})
+        result["form"] = _form_for(session, task)
+        result["instructions"] = meta.get("instructions", "")
+        result["may_act"] = may_act(actor, task) and task.status == projection.OPEN_TASK
+        result["data"] = task.data if task.status != projection.OPEN_TASK else _previous_data(session, task)
+        request = task.request
+        from .requests import public_summary, timeline
+        summary = public_summary(session, request)
+        summary.update({
+            "content": request.content,
+            "channel": request.channel,
+            "requester": {"name": request.requester_name, "address": request.requester_address,
+                          "phone": request.requester_phone, "email": request.requester_email,
+                          "kind": request.requester_kind},
+            "outcome": request.outcome or {},
+            "explanation": request.explanation,
+            "assignee": request.assignee,
+            "timeline": timeline(session, request),
+        })
+        result["request"] = summary
+        if task.step == "publish" or meta.get("form") == "publish.json":
+            result["preview"] = publication_preview(request)
+        return result
+
+
+def _check_actionable(task: Task, actor: Actor) -> None:
+    if task.status != projection.OPEN_TASK:
+        raise Conflict("công việc đã được hoàn thành hoặc hủy (task is no longer open)")
+    if not may_act(actor, task):
+        raise Forbidden("bạn không có vai trò thực hiện công việc này (not your role)")
+    if task.assignee and task.assignee != actor.username:
+        raise Conflict(f"công việc đang do {task.assignee} xử lý (claimed by someone else)")
+
+
+def claim(task_id: str, actor: Actor) -> dict:
+    with db.transaction() as session:
+        task = _task_row(session, task_id, actor, lock=True)
+        _check_actionable(task, actor)
+        if task.assignee != actor.username:
+            task.assignee = actor.username
+            audit.record(session, "claimed", actor=actor.username, request_id=task.request_id, step=task.step,
+                         public=False, after={"task": task.id})
+        return task_summary(task, cal.load_calendar(session))
+
+
+# -- completing a task ----------------------------------------------------------------------
+
+
+def _fill_defaults(schema: dict, data: dict) -> dict:
+    """Every top-level field present (schema default or None), so conditions can name them."""
+    filled = dict(data)
+    for name, prop in schema.get("properties", {}).items():
+        if name not in filled:
+            filled[name] = deepcopy(prop.get("default")) if isinstance(prop, dict) else None
+    return filled
+
+
+def _check_rules(running: runtime.Running, task_id: str, rules: list[dict], data: dict) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    for rule in rules:
+        try:
+            ok = runtime.evaluate_with(running, task_id, rule["expr"], data)
+        except Exception:  # a rule that cannot be evaluated on this data fails closed
+            ok = False
+        if not ok:
+            errors.setdefault(rule["field"], rule["message"])
+    return errors
+
+
+def _events_for(step: str, data: dict, before: str, request: Request) -> list[tuple[str, str | None, bool]]:
+    """Audit events (action, note, public) that a completed step means for the case."""
+    events: list[tuple[str, str | None, bool]] = []
+    after = request.status
+    if before in ("received", "needs_info") and after != before:
+        if after == "refused":
+            events.append(("refused", REFUSAL_GROUNDS.get(data.get("ground"), data.get("ground")), True))
+        elif after == "redirected":
+            events.append(("redirected", f"Đề nghị gửi yêu cầu đến: {data.get('redirect_to')}", True))
+        elif after == "needs_info":
+            events.append(("info_requested", data.get("note"), True))
+        elif after == "accepted":
+            events.append(("accepted", data.get("note"), True))
+    if step == "assign":
+        events.append(("assigned", None, True))
+    if step == "explain" and data.get("extend"):
+        events.append(("extended", f"{data['extend'].get('reason')} — hạn mới: {request.deadlines.get('explain_by', '')[:10]}", True))
+    if step == "dialogue":
+        events.append(("dialogue", None, True))
+    if step == "approve":
+        events.append(("approved" if data.get("approved") else "returned", data.get("note"), False))
+    if request.explained_at is not None and before not in ("explained", "published") and after in ("explained", "published"):
+        events.append(("explained", None, True))
+    if after == "published" and before != "published":
+        events.append(("published", None, True))
+    if step == "publish" and not data.get("publish"):
+        events.append(("publication_declined", data.get("note"), False))
+    if step.startswith("escalate"):
+        events.append(("escalation_handled", data.get("action"), False))
+    return events
+
+
+def complete(task_id: str, data: Any, actor: Actor) -> dict:
+    """Validate the form, run the workflow on, write state, projection and audit in one transaction."""
+    if not isinstance(data, dict):
+        raise ValidationFailed("dữ liệu biểu mẫu phải là một đối tượng (data must be an object)",
+                               {"data": "Dữ liệu biểu mẫu phải là một đối tượng JSON (expected an object)."})
+    with db.transaction() as session:
+        task = _task_row(session, task_id, actor, lock=True)
+        request = _common.request_for_update(session, task.request.code)
+        _check_actionable(task, actor)
+        if request.suspended_at is not None:
+            raise Conflict("yêu cầu đang tạm đình chỉ giải trình (request suspended)")
+        schema = _form_for(session, task)
+        fields = forms.validate(schema, data)
+        if fields:
+            raise ValidationFailed("biểu mẫu chưa hợp lệ (invalid form)", fields)
+        definition = session.get(Definition, request.definition_id)
+        meta = definition.manifest["tasks"].get(task.step, {})
+        running, state = _common.load_running(session, request)
+        filled = _fill_defaults(schema, data)
+        fields = _check_rules(running, task.id, meta.get("rules", []), filled)
+        if fields:
+            raise ValidationFailed("biểu mẫu chưa hợp lệ (invalid form)", fields)
+        before = request.status
+        try:
+            runtime.complete_human_task(running, task.id, filled, forms.field_names(schema))
+        except LookupError:
+            raise Conflict("công việc không còn chờ xử lý (task is no longer ready)") from None
+        now = clock.now()
+        task.status = "completed"
+        task.completed_at = now
+        task.completed_by = actor.username
+        task.assignee = task.assignee or actor.username
+        task.data = deepcopy(data)
+        opened = _common.save_running(session, request, running, state)
+        status, wf_data, main_ended = runtime.current_position(running)
+        _common.apply_status_effects(session, request, before, wf_data if status else filled, main_ended)
+        if task.step.startswith("escalate"):
+            for escalation in session.execute(
+                select(Escalation).where(Escalation.request_id == request.id, Escalation.resolved_at.is_(None))
+            ).scalars():
+                escalation.resolved_at = now
+                escalation.resolved_by = actor.username
+                escalation.note = data.get("action") or data.get("note")
+        audit.record(session, "task_completed", actor=actor.username, request_id=request.id, step=task.step,
+                     public=False, before={"status": before}, after={"status": request.status, "data": data})
+        for action, note, public in _events_for(task.step, data, before, request):
+            audit.record(session, action, actor=actor.username, request_id=request.id, step=task.step,
+                         note=note, public=public, after={"status": request.status, "deadlines": request.deadlines})
+        calendar = cal.load_calendar(session)
+        from .requests import public_summary
+        result = {"request": public_summary(session, request),
+                  "next_tasks": [task_summary(t, calendar, now) for t in opened]}
+    from .. import timers
+    timers.wake()
+    return result

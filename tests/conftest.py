@@ -1,0 +1,51 @@
+"""Shared fixtures: a fresh database per test, the engine clock under the test's control."""
+from __future__ import annotations
+
+import os
+from datetime import datetime
+
+import pytest
+
+from giaitrinh import demo
+from giaitrinh.engine import calendar as cal
+from giaitrinh.engine import clock, db, timers
+from giaitrinh.engine.models import Base
+
+os.environ.setdefault("GIAITRINH_SECRET_KEY", "test-secret")
+
+# Friday 20 November 2026, 09:00 in Hà Nội: the calendar example of PRODUCT.md.
+START = datetime.fromisoformat("2026-11-20T09:00:00+07:00")
+
+
+@pytest.fixture
+def fixed_clock():
+    previous = clock.get_clock()
+    fixed = clock.FixedClock(START)
+    clock.set_clock(fixed)
+    yield fixed
+    clock.set_clock(previous)
+
+
+@pytest.fixture
+def database(tmp_path, fixed_clock):
+    """An empty, migrated-schema SQLite database of the test's own."""
+    url = f"sqlite:///{tmp_path / 'test.db'}"
+    engine = db.init_db(url)
+    Base.metadata.create_all(engine)
+    cal.invalidate_cache()
+    yield url
+    timers.stop_scheduler()
+    engine.dispose()
+
+
+@pytest.fixture
+def world(database):
+    """Units MX and GM, the demo accounts and the deployed lifecycle."""
+    demo._setup_accounts()
+    demo._deploy()
+    return database
+
+
+@pytest.fixture
+def people(world):
+    return {username: demo._actor(username) for username, _, _ in demo.USERS}

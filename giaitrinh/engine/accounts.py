@@ -105,7 +105,7 @@ def authenticate(session: Session, username: str, password: str) -> User | None:
 
 def issue_token(session: Session, user: User) -> tuple[str, ApiToken]:
     secret = secrets.token_urlsafe(32)
-    now = clock.now()
+    now = clock.wall_now()
     row = ApiToken(user_id=user.id, token_hash=hash_secret(secret), created_at=now, expires_at=now + TOKEN_LIFETIME)
     session.add(row)
     return secret, row
@@ -113,7 +113,7 @@ def issue_token(session: Session, user: User) -> tuple[str, ApiToken]:
 
 def user_for_token(session: Session, secret: str) -> User | None:
     row = session.execute(select(ApiToken).where(ApiToken.token_hash == hash_secret(secret))).scalar_one_or_none()
-    if row is None or row.revoked_at is not None or row.expires_at <= clock.now():
+    if row is None or row.revoked_at is not None or row.expires_at <= clock.wall_now():
         return None
     user = session.get(User, row.user_id)
     return user if user is not None and user.is_active else None

@@ -81,7 +81,8 @@ def sync(session: Session, request: Request, running: runtime.Running) -> list[T
                        assignee=str(assignee) if assignee else None, status=OPEN_TASK, created_at=now, due_at=due)
             session.add(row)
             opened.append(row)
-        else:
+        elif due is not None:
+            # A fired (non-interrupting) deadline leaves the task due when it was: it is late, not undated.
             row.due_at = due
     for row in rows.values():  # no longer ready: cancelled by the flow (e.g. an interrupting event)
         row.status = "cancelled"

@@ -1,0 +1,53 @@
+"""The Flask app: one blueprint per audience, each calling engine services only."""
+from __future__ import annotations
+
+from flask import Flask
+
+from ..config import Settings, load_settings
+
+
+def create_app(settings: Settings | None = None, *, boot_engine: bool = True) -> Flask:
+    """Build the app. ``boot_engine=False`` when the caller already initialised the engine (tests)."""
+    if settings is None:
+        settings = load_settings()
+    if boot_engine:
+        from ..boot import boot
+
+        boot(settings)
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        MAX_FORM_MEMORY_SIZE=settings.max_body_bytes,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.production,
+        SESSION_COOKIE_NAME="giaitrinh_session",
+        JSON_SORT_KEYS=False,
+        GIAITRINH=settings,
+    )
+    app.json.ensure_ascii = False
+    app.json.sort_keys = False
+
+    from . import i18n
+    i18n.init_app(app)
+
+    from . import api, auth, errors, portal, security, supervise, tasks
+    errors.init_app(app)
+    security.init_app(app)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(portal.bp)
+    app.register_blueprint(tasks.bp)
+    app.register_blueprint(supervise.bp)
+    app.register_blueprint(api.bp)
+    if settings.dev_clock:
+        app.register_blueprint(api.dev_bp)
+
+    @app.context_processor
+    def _globals():
+        from flask_babel import get_locale
+
+        return {"actor": auth.current_actor(), "settings": settings, "csrf_token": security.csrf_token,
+                "get_locale": get_locale}
+
+    return app

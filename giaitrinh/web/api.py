@@ -1,0 +1,290 @@
+"""The JSON API v1 of API.md: citizens, officials, supervisors, designers."""
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify, request
+
+from ..engine import accounts, clock, db, timers
+from ..engine.errors import ServiceError, ValidationFailed
+from ..engine.services import calendar as calendar_service
+from ..engine.services import definitions, requests, supervision, tasks
+from .auth import current_actor, require_actor
+from .openapi import document
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+dev_bp = Blueprint("dev", __name__, url_prefix="/api/v1/dev")
+
+
+class BadJson(ServiceError):
+    code = "invalid_json"
+    status = 400
+
+
+def body(required: bool = True) -> Any:
+    """The JSON body: 400 when it is not JSON, {} when optional and empty."""
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        if required:
+            raise BadJson("cần nội dung JSON (a JSON body is required)")
+        return {}
+    try:
+        import json
+
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadJson(f"nội dung không phải JSON hợp lệ (invalid JSON: {exc})") from None
+
+
+def body_object(required: bool = True) -> dict:
+    data = body(required)
+    if not isinstance(data, dict):
+        raise ValidationFailed("nội dung phải là một đối tượng JSON (expected a JSON object)",
+                               {"body": "Phải là một đối tượng JSON (object)."})
+    return data
+
+
+def _int_arg(name: str, default: int, low: int, high: int) -> int:
+    value = request.args.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValidationFailed(f"tham số {name} phải là số nguyên", {name: f"integer {low}..{high}"}) from None
+    if not low <= number <= high:
+        raise ValidationFailed(f"tham số {name} ngoài khoảng cho phép", {name: f"integer {low}..{high}"})
+    return number
+
+
+def _bool_arg(name: str) -> bool | None:
+    value = request.args.get(name)
+    if value is None or value == "":
+        return None
+    if value.lower() in ("true", "1", "yes"):
+        return True
+    if value.lower() in ("false", "0", "no"):
+        return False
+    raise ValidationFailed(f"tham số {name} phải là true hoặc false", {name: "true or false"})
+
+
+def _str_arg(name: str, max_len: int = 100) -> str | None:
+    value = request.args.get(name)
+    if value is None or value == "":
+        return None
+    if len(value) > max_len or "\x00" in value:
+        raise ValidationFailed(f"tham số {name} không hợp lệ", {name: f"at most {max_len} characters"})
+    return value
+
+
+def _paging() -> dict:
+    return {"page": _int_arg("page", 1, 1, 1_000_000), "per_page": _int_arg("per_page", 50, 1, 500)}
+
+
+def _token() -> str | None:
+    return request.headers.get("X-Request-Token") or None
+
+
+# -- officials: sign in --------------------------------------------------------------
+
+
+@bp.post("/auth/token")
+def issue_token():
+    data = body_object()
+    fields = {k: "Bắt buộc (required string)." for k in ("username", "password")
+              if not isinstance(data.get(k), str) or not data.get(k)}
+    if fields:
+        raise ValidationFailed("thiếu tên đăng nhập hoặc mật khẩu", fields)
+    with db.transaction() as session:
+        user = accounts.authenticate(session, data["username"][:64], data["password"][:256])
+        if user is None:
+            from ..engine.errors import Unauthenticated
+            raise Unauthenticated("sai tên đăng nhập hoặc mật khẩu (wrong username or password)")
+        secret, row = accounts.issue_token(session, user)
+        expires = row.expires_at
+    return jsonify({"token": secret, "expires_at": _iso(expires)}), 201
+
+
+def _iso(value):
+    from ..engine.services._common import iso
+    return iso(value)
+
+
+# -- citizens and the public ------------------------------------------------------------
+
+
+@bp.post("/requests")
+def submit_request():
+    result = requests.submit(body_object(), actor=current_actor())
+    return jsonify(result), 201
+
+
+@bp.get("/requests/<code>")
+def get_request(code: str):
+    return jsonify(requests.view(code[:32], _token(), current_actor()))
+
+
+@bp.post("/requests/<code>/withdraw")
+def withdraw(code: str):
+    data = body_object(required=False)
+    return jsonify(requests.withdraw(code[:32], _token(), data.get("reason"), current_actor()))
+
+
+@bp.post("/requests/<code>/info")
+def provide_info(code: str):
+    data = body_object()
+    return jsonify(requests.provide_info(code[:32], _token(), data.get("content"), current_actor()))
+
+
+@bp.post("/requests/<code>/rating")
+def rate(code: str):
+    data = body_object()
+    return jsonify(requests.rate(code[:32], _token(), data.get("score"), data.get("comment"))), 201
+
+
+@bp.get("/published")
+def published():
+    return jsonify(requests.search_published(_str_arg("q", 500), _str_arg("unit", 32), **_paging()))
+
+
+@bp.get("/published/<code>")
+def published_one(code: str):
+    return jsonify(requests.published(code[:32]))
+
+
+# -- officials -----------------------------------------------------------------------------
+
+
+@bp.get("/tasks")
+def list_tasks():
+    actor = require_actor()
+    return jsonify(tasks.list_tasks(actor, scope=_str_arg("scope", 10) or "unit", request_code=_str_arg("request", 32),
+                                    step=_str_arg("step", 64), overdue=_bool_arg("overdue"), **_paging()))
+
+
+@bp.get("/tasks/<task_id>")
+def get_task(task_id: str):
+    return jsonify(tasks.get_task(task_id, require_actor()))
+
+
+@bp.post("/tasks/<task_id>/claim")
+def claim(task_id: str):
+    return jsonify(tasks.claim(task_id, require_actor()))
+
+
+@bp.post("/tasks/<task_id>/complete")
+def complete(task_id: str):
+    actor = require_actor()
+    data = body_object()
+    if "data" not in data:
+        raise ValidationFailed("thiếu dữ liệu biểu mẫu", {"data": "Bắt buộc: {\"data\": {...}}"})
+    return jsonify(tasks.complete(task_id, data["data"], actor))
+
+
+# -- supervisors ---------------------------------------------------------------------------
+
+
+@bp.get("/escalations")
+def escalations():
+    return jsonify(supervision.list_escalations(require_actor(), open_only=_bool_arg("open"),
+                                                unit=_str_arg("unit", 32), **_paging()))
+
+
+@bp.get("/instances")
+def instances():
+    return jsonify(supervision.list_instances(
+        require_actor(), status=_str_arg("status", 24), overdue=_bool_arg("overdue"), stuck=_bool_arg("stuck"),
+        unit=_str_arg("unit", 32), closed=_bool_arg("closed"), q=_str_arg("q", 100), **_paging()))
+
+
+@bp.post("/instances/<code>/suspend")
+def suspend(code: str):
+    data = body_object()
+    return jsonify(supervision.suspend(code[:32], require_actor(), data.get("ground"), data.get("note")))
+
+
+@bp.post("/instances/<code>/resume")
+def resume(code: str):
+    data = body_object(required=False)
+    return jsonify(supervision.resume(code[:32], require_actor(), data.get("note")))
+
+
+# -- designers and administrators -----------------------------------------------------------
+
+
+@bp.get("/definitions")
+def list_definitions():
+    return jsonify(definitions.list_definitions(require_actor()))
+
+
+@bp.post("/definitions")
+def upload_definition():
+    actor = require_actor()
+    if request.files.get("file") is not None:
+        xml = request.files["file"].read()
+    else:
+        xml = request.get_data()
+    if not xml:
+        raise ValidationFailed("cần tệp BPMN (a BPMN document is required)", {"file": "BPMN 2.0 XML"})
+    from ..config import PROCESSES_DIR
+    result = definitions.upload(xml, actor, forms_dir=PROCESSES_DIR / "forms")
+    return jsonify(result), 200 if result.get("existing") else 201
+
+
+@bp.post("/definitions/<int:definition_id>/deploy")
+def deploy_definition(definition_id: int):
+    return jsonify(definitions.deploy(definition_id, require_actor()))
+
+
+@bp.get("/calendar")
+def calendar_month():
+    month = _str_arg("month", 7) or clock.now().strftime("%Y-%m")
+    try:
+        year, number = (int(x) for x in month.split("-"))
+        if not (2000 <= year <= 2100 and 1 <= number <= 12):
+            raise ValueError
+    except ValueError:
+        raise ValidationFailed("tháng không hợp lệ", {"month": "YYYY-MM"}) from None
+    return jsonify({"month": month, "days": calendar_service.month(year, number),
+                    "overrides": calendar_service.overrides()})
+
+
+@bp.put("/calendar/<day>")
+def calendar_set(day: str):
+    data = body_object()
+    return jsonify(calendar_service.set_day(require_actor(), day, data.get("kind"), data.get("note") or ""))
+
+
+@bp.delete("/calendar/<day>")
+def calendar_remove(day: str):
+    calendar_service.remove_day(require_actor(), day)
+    return "", 204
+
+
+@bp.get("/openapi.json")
+def openapi():
+    return jsonify(document(dev_clock=current_app.config["GIAITRINH"].dev_clock))
+
+
+# -- demo and test time -----------------------------------------------------------------------
+
+
+@dev_bp.get("/clock")
+def get_clock():
+    return jsonify({"now": _iso(clock.now())})
+
+
+@dev_bp.post("/clock")
+def move_clock():
+    data = body_object()
+    if not isinstance(data.get("now"), str):
+        raise ValidationFailed("thiếu thời điểm", {"now": "ISO 8601 date-time with offset"})
+    when = clock.parse_instant(data["now"])
+    if when < clock.now() - timedelta(seconds=1):
+        raise clock.ClockError(f"the clock cannot move back: it is already {_iso(clock.now())}")
+    current = clock.get_clock()
+    if hasattr(current, "set"):
+        current.set(when)
+    fired = timers.run_due(when)
+    return jsonify({"now": _iso(clock.now()), "fired": fired})

@@ -70,6 +70,9 @@ def raise_escalation(session: Session, request: Request, running: runtime.Runnin
     escalation = Escalation(request_id=request.id, unit_code=request.unit_code, step=step, level=previous + 1,
                             raised_at=now, due_at=due_at, owner_role=owner)
     session.add(escalation)
+    if task is not None and task.due_at is None:
+        # The head's escalation task is as late as the deadline it reports: it tops the inbox.
+        task.due_at = due_at
     request.overdue = True
     audit.record(session, "escalated", actor="system", request_id=request.id, step=step,
                  note=f"Quá hạn bước {step} (lần {previous + 1})", after={"level": previous + 1, "due_at": iso(due_at)})

@@ -62,6 +62,12 @@ def _clean(text: str) -> str:
     return " ".join(text.split()) if text else text
 
 
+def receiving_units() -> list[tuple[str, str]]:
+    """(code, name) of the units a citizen may address a request to."""
+    with db.read_only() as session:
+        return [(u.code, u.name) for u in session.execute(select(Unit).order_by(Unit.code)).scalars()]
+
+
 def _next_code(session, year: int) -> str:
     name = f"request:{year}"
     counter = session.execute(select(Counter).where(Counter.name == name).with_for_update()).scalar_one_or_none()

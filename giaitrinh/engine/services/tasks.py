@@ -173,6 +173,24 @@ def _previous_data(session, task: Task) -> dict:
     return data
 
 
+def _draft(session, task: Task) -> dict | None:
+    """The explanation as drafted so far (the head approves what the official wrote, with minutes)."""
+    rows = session.execute(
+        select(Task).where(Task.request_id == task.request_id, Task.step.in_(("explain", "dialogue")),
+                           Task.status == "completed").order_by(Task.completed_at)
+    ).scalars().all()
+    draft: dict = {}
+    for row in rows:
+        data = row.data or {}
+        if row.step == "explain" and data.get("explanation"):
+            draft["explanation"] = data["explanation"]
+            if data.get("extend"):
+                draft["extension"] = data["extend"]
+        elif row.step == "dialogue" and data.get("minutes"):
+            draft.setdefault("minutes", []).append(data["minutes"])
+    return draft or None
+
+
 def publication_preview(request: Request) -> dict:
     """The text as it will be published, and what the redaction removed."""
     person = dict(name=request.requester_name, phone=request.requester_phone,
@@ -213,6 +231,8 @@ def get_task(task_id: str, actor: Actor) -> dict:
             "timeline": timeline(session, request),
         })
         result["request"] = summary
+        if request.explanation is None and task.step != "explain":
+            result["draft"] = _draft(session, task)
         if task.step == "publish" or meta.get("form") == "publish.json":
             result["preview"] = publication_preview(request)
         return result

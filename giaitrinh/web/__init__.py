@@ -32,7 +32,9 @@ def create_app(settings: Settings | None = None, *, boot_engine: bool = True) ->
     from . import i18n
     i18n.init_app(app)
 
-    from . import api, auth, errors, portal, security, supervise, tasks
+    from . import api, auth, errors, filters, labels, portal, security, supervise, tasks
+    filters.register(app)
+    labels.register(app)
     errors.init_app(app)
     security.init_app(app)
     app.register_blueprint(auth.bp)
@@ -47,7 +49,10 @@ def create_app(settings: Settings | None = None, *, boot_engine: bool = True) ->
     def _globals():
         from flask_babel import get_locale
 
-        return {"actor": auth.current_actor(), "settings": settings, "csrf_token": security.csrf_token,
-                "get_locale": get_locale}
+        return {"actor": auth.current_actor(), "settings": settings, "get_locale": get_locale}
+
+    # Globals rather than context: imported macros (macros.html) see them too.
+    app.jinja_env.globals.update(csrf_token=security.csrf_token, stage_labels=labels.STAGES,
+                                 stage_index=labels.stage_index)
 
     return app

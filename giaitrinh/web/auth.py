@@ -4,6 +4,7 @@ from __future__ import annotations
 from functools import wraps
 
 from flask import Blueprint, g, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
 
 from ..engine import accounts, db
 from ..engine.errors import Unauthenticated
@@ -78,8 +79,9 @@ def login():
                 session["pw"] = user.password_hash[-16:]
                 session.permanent = False
                 return redirect(_safe_next(request.args.get("next")))
-        error = "Sai tên đăng nhập hoặc mật khẩu."
-    return render_template("auth/login.html", error=error), (401 if error else 200)
+        error = _("Sai tên đăng nhập hoặc mật khẩu.")
+        return render_template("auth/login.html", error=error, username=username), 401
+    return render_template("auth/login.html", error=None, username="")
 
 
 @bp.route("/dang-xuat", methods=["POST"])

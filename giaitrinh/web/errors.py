@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import jsonify, render_template, request
+from flask import jsonify, redirect, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
 
 from ..engine.clock import ClockError
@@ -42,6 +42,8 @@ def error_response(status: int, message: str, fields: dict | None = None, code: 
 def init_app(app) -> None:
     @app.errorhandler(ServiceError)
     def _service(exc: ServiceError):
+        if exc.status == 401 and not wants_json():
+            return redirect(url_for("auth.login", next=request.full_path if request.method == "GET" else None))
         return error_response(exc.status, exc.message, exc.fields, code=exc.code)
 
     @app.errorhandler(InvalidDefinition)

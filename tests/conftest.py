@@ -11,6 +11,8 @@ from giaitrinh.engine import calendar as cal
 from giaitrinh.engine import clock, db, timers
 from giaitrinh.engine.models import Base
 
+from . import pg
+
 os.environ.setdefault("GIAITRINH_SECRET_KEY", "test-secret")
 
 # Friday 20 November 2026, 09:00 in Hà Nội: the calendar example of PRODUCT.md.
@@ -26,12 +28,34 @@ def fixed_clock():
     clock.set_clock(previous)
 
 
-@pytest.fixture
-def database(tmp_path, fixed_clock):
-    """An empty, migrated-schema SQLite database of the test's own."""
-    url = f"sqlite:///{tmp_path / 'test.db'}"
+@pytest.fixture(scope="session")
+def postgres_url():
+    """One PostgreSQL database for the session, built by the alembic migrations (not create_all)."""
+    from giaitrinh import migrate
+
+    with pg.fresh_database() as url:
+        migrate.upgrade(url)
+        yield url
+
+
+def _empty_postgres(url: str):
     engine = db.init_db(url)
-    Base.metadata.create_all(engine)
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+    return engine
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request, tmp_path, fixed_clock):
+    """An empty database of the test's own: every engine test runs on SQLite and on PostgreSQL."""
+    if request.param == "postgresql":
+        url = request.getfixturevalue("postgres_url")
+        engine = _empty_postgres(url)
+    else:
+        url = f"sqlite:///{tmp_path / 'test.db'}"
+        engine = db.init_db(url)
+        Base.metadata.create_all(engine)
     cal.invalidate_cache()
     yield url
     timers.stop_scheduler()

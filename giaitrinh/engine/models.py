@@ -225,7 +225,7 @@ class Job(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     request_id: Mapped[Optional[int]] = mapped_column(ForeignKey("requests.id"), index=True)
-    kind: Mapped[str] = mapped_column(String(16), default="timer")
+    kind: Mapped[str] = mapped_column(String(32), default="timer")
     spiff_task_id: Mapped[Optional[str]] = mapped_column(String(36))
     step: Mapped[Optional[str]] = mapped_column(String(64))
     due_at: Mapped[datetime]
@@ -236,6 +236,10 @@ class Job(Base):
     last_error: Mapped[Optional[str]] = mapped_column(Text)
     created_at: Mapped[datetime]
     fired_at: Mapped[Optional[datetime]]
+    # Fencing token: every claim and every write bumps it, and an UPDATE names the
+    # version it read, so a worker whose lease expired cannot commit a stale result.
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    __mapper_args__ = {"version_id_col": version}
 
 
 class Escalation(Base):

@@ -6,6 +6,8 @@ import secrets
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from .. import audit, calendar as cal, clock, db, forms, projection, redaction, runtime
 from ..accounts import Actor, hash_secret
@@ -70,10 +72,13 @@ def receiving_units() -> list[tuple[str, str]]:
 
 def _next_code(session, year: int) -> str:
     name = f"request:{year}"
-    counter = session.execute(select(Counter).where(Counter.name == name).with_for_update()).scalar_one_or_none()
-    if counter is None:
-        counter = Counter(name=name, value=0)
-        session.add(counter)
+    # The first request of a year creates the counter; two may try at once, so the row is
+    # inserted "if absent" and then locked, never inserted twice.
+    insert = sqlite_insert if db.is_sqlite() else pg_insert
+    session.execute(insert(Counter).values(name=name, value=0).on_conflict_do_nothing(index_elements=["name"]))
+    counter = session.execute(
+        select(Counter).where(Counter.name == name).with_for_update().execution_options(populate_existing=True)
+    ).scalar_one()
     counter.value += 1
     return f"GT-{year}-{counter.value:06d}"
 

@@ -6,6 +6,8 @@ from typing import Iterator
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.orm import Session, sessionmaker
 
 _engine: Engine | None = None
@@ -91,3 +93,33 @@ def read_only() -> Iterator[Session]:
     finally:
         session.rollback()
         session.close()
+
+
+# PostgreSQL SQLSTATEs that mean "you lost a race, try again", not "this is broken".
+_RACE_SQLSTATES = {"40001", "40P01", "55P03"}  # serialization failure, deadlock, lock not available
+
+
+def lost_race(exc: BaseException) -> bool:
+    """Another transaction got there first: the caller may simply try again."""
+    from .errors import Conflict
+
+    if isinstance(exc, (StaleDataError, Conflict)):
+        return True
+    if isinstance(exc, DBAPIError):
+        if getattr(exc.orig, "sqlstate", None) in _RACE_SQLSTATES:
+            return True
+        if "database is locked" in str(exc.orig):  # SQLite's busy timeout ran out
+            return True
+    return False
+
+
+def unreachable(exc: BaseException) -> bool:
+    """The server went away (restart, network): nobody's input was wrong."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    code = getattr(exc.orig, "sqlstate", None)
+    if code:
+        return code.startswith("08") or code.startswith("57P")  # connection exception, admin shutdown
+    return isinstance(exc, OperationalError) and not is_sqlite()

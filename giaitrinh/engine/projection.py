@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from . import calendar as cal
-from . import clock, runtime
+from . import clock, jobs, runtime
 from .models import Job, Request, Task
 
 CLOSED_STATUSES = {"refused", "redirected", "published", "terminated"}
@@ -36,12 +36,7 @@ def sync(session: Session, request: Request, running: runtime.Running) -> list[T
     # Jobs: one row per waiting timer.
     timers = runtime.waiting_timers(wf)
     due_by_task: dict[str, datetime] = {}
-    existing_jobs = {
-        j.spiff_task_id: j
-        for j in session.execute(
-            select(Job).where(Job.request_id == request.id, Job.kind == "timer", Job.status.in_(("waiting", "paused")))
-        ).scalars()
-    }
+    existing_jobs = {j.spiff_task_id: j for j in jobs.for_request(session, request.id, ("waiting", "paused"), "timer")}
     for timer in timers:
         if timer.attached_to:
             due_by_task[timer.attached_to] = min(timer.due_at, due_by_task.get(timer.attached_to, timer.due_at))
@@ -52,10 +47,10 @@ def sync(session: Session, request: Request, running: runtime.Running) -> list[T
                             status="paused" if request.suspended_at else "waiting", created_at=now))
         elif job.due_at != timer.due_at:
             job.due_at = timer.due_at
+            jobs.revoke_lease(job)
     for job in existing_jobs.values():  # timers that no longer wait (fired or cancelled)
         job.status = "done"
-        job.lease_owner = None
-        job.lease_expires_at = None
+        jobs.revoke_lease(job)
 
     # Tasks: one row per ready human task.
     ready = {str(t.id): t for t in runtime.ready_human_tasks(wf)}

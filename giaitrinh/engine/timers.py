@@ -1,10 +1,19 @@
 """Timers as rows: every waiting BPMN timer is a job with ``due_at``.
 
-The scheduler (APScheduler, one background thread) sleeps until the earliest
-``due_at`` (at most ``MAX_SLEEP`` seconds, so a job written by another process is
-seen within that time), claims due jobs with a lease and fires each in its own
-transaction. A job that keeps failing becomes an incident a supervisor can see.
+Any number of processes may run the scheduler against one PostgreSQL database.
+Each sleeps until the earliest ``due_at`` (at most ``MAX_SLEEP`` seconds, so a job
+written by another process is seen within that time), claims a batch of due jobs
+with ``SELECT ... FOR UPDATE SKIP LOCKED`` and a lease (owner, expiry), and fires
+each in its own transaction, fenced by the version it claimed: a worker whose
+lease expired, or whose job was changed meanwhile, commits nothing. A crashed
+worker's leases expire and the next sweep anywhere takes its jobs. A job that
+keeps failing retries with backoff and then becomes an incident a supervisor can
+see and retry; losing a race (an optimistic-lock conflict, a deadlock) is not a
+failure. On SQLite one process per database file runs the scheduler (a file lock).
+
 Tests and the dev clock call :func:`run_due` directly: time is moved, never waited.
+Due times follow the engine clock; leases follow the wall clock, so moving the
+demo clock does not expire every lease at once.
 """
 from __future__ import annotations
 
@@ -14,23 +23,33 @@ import socket
 import threading
 import traceback
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import func, select
 
-from . import audit, calendar as cal, clock, db, runtime
+from . import audit, clock, db, jobs, runtime
+from .errors import NotFound
 from .models import Escalation, Job, Request
 from .services import _common
 
 log = logging.getLogger(__name__)
 
-MAX_SLEEP = 30.0  # seconds: a job due now is fired within this even if nobody wakes us
-LEASE = timedelta(minutes=5)
+# Seconds: a job written by another process (or a clock moved by hand) is seen within this.
+MAX_SLEEP = float(os.environ.get("GIAITRINH_SCHEDULER_POLL_SECONDS", "30"))
+LEASE = timedelta(seconds=float(os.environ.get("GIAITRINH_JOB_LEASE_SECONDS", "300")))
+RACE_HOLD = timedelta(seconds=2)  # after losing a race, before the job is claimed again
 MAX_ATTEMPTS = 5
 BATCH = 200
 
 _lock = threading.Lock()
 _scheduler = None
-OWNER = f"{socket.gethostname()}:{os.getpid()}"
+_sqlite_lock = None  # the open lock file while this process is SQLite's one scheduler
+_HOST = socket.gethostname()
+
+
+def owner() -> str:
+    """Who holds a lease: host and process, computed when asked (gunicorn forks after import)."""
+    return f"{_HOST}:{os.getpid()}"
 
 
 def _backoff(attempts: int) -> timedelta:
@@ -40,71 +59,91 @@ def _backoff(attempts: int) -> timedelta:
 # -- firing ---------------------------------------------------------------------------
 
 
-def _claim(now: datetime, limit: int) -> list[int]:
-    """Take a lease on due jobs so another scheduler leaves them alone."""
+def _claim(now: datetime, limit: int) -> list[tuple[int, int]]:
+    """Lease due jobs so no other scheduler fires them; returns (job id, fencing version)."""
+    wall = clock.wall_now()
+    me = owner()
     with db.transaction() as session:
         query = (
             select(Job).where(Job.status == "waiting", Job.due_at <= now,
-                              (Job.lease_expires_at.is_(None)) | (Job.lease_expires_at < now))
+                              (Job.lease_expires_at.is_(None)) | (Job.lease_expires_at < wall))
             .order_by(Job.due_at, Job.id).limit(limit)
         )
         if not db.is_sqlite():
             query = query.with_for_update(skip_locked=True)
-        jobs = session.execute(query).scalars().all()
-        for job in jobs:
-            job.lease_owner = OWNER
-            job.lease_expires_at = now + LEASE
-        return [job.id for job in jobs]
+        claimed = session.execute(query).scalars().all()
+        for job in claimed:
+            job.lease_owner = me
+            job.lease_expires_at = wall + LEASE
+        session.flush()  # bumps every version: the fencing tokens
+        return [(job.id, job.version) for job in claimed]
 
 
-def fire_job(job_id: int) -> bool:
-    """Fire one job in its own transaction; True if it changed a case."""
+def fire_job(job_id: int, fence: int | None = None) -> bool:
+    """Fire one job in its own transaction; True if it changed a case.
+
+    ``fence`` is the version this worker's claim wrote; without it (a direct call,
+    e.g. from a test) the job is fired only if nobody holds a live lease on it.
+    """
     now = clock.now()
     try:
         with db.transaction() as session:
-            job = session.execute(select(Job).where(Job.id == job_id).with_for_update()).scalar_one_or_none()
-            if job is None or job.status != "waiting" or job.due_at > now:
-                return False
-            if job.lease_owner not in (None, OWNER):
-                return False  # fenced: another worker holds it
-            request = session.execute(
-                select(Request).where(Request.id == job.request_id).with_for_update()
+            request_id = session.execute(select(Job.request_id).where(Job.id == job_id)).scalar_one_or_none()
+            # Lock order everywhere: the request row first, then its jobs.
+            request = None
+            if request_id is not None:
+                request = session.execute(
+                    select(Request).where(Request.id == request_id).with_for_update()
+                ).scalar_one_or_none()
+            job = session.execute(
+                select(Job).where(Job.id == job_id).with_for_update().execution_options(populate_existing=True)
             ).scalar_one_or_none()
+            if job is None or job.status != "waiting" or job.due_at > now or not _holds_lease(job, fence):
+                return False
+            jobs.revoke_lease(job)
             if request is None or request.closed:
                 job.status = "done"
                 return False
             if request.suspended_at is not None:
                 job.status = "paused"
                 return False
+            job.attempts += 1
             if job.kind == "escalation_repeat":
                 return _repeat_escalation(session, job, request, now)
             running, state = _common.load_running(session, request)
             before = request.status
             fired = runtime.fire_timer(running, job.spiff_task_id)
-            job.attempts += 1
-            job.lease_owner = None
-            job.lease_expires_at = None
+            job.status = "done"
             if not fired:
-                job.status = "done"
                 return False
             job.fired_at = now
             _common.save_running(session, request, running, state)
-            job.status = "done"
             status, data, main_ended = runtime.current_position(running)
             _common.apply_status_effects(session, request, before, data, main_ended)
             audit.record(session, "timer_fired", actor="system", request_id=request.id, step=job.step, public=False,
                          after={"job": job.id, "due_at": _common.iso(job.due_at), "status": request.status})
             return True
     except Exception as exc:  # noqa: BLE001 - any failure is recorded on the job, never lost
-        _record_failure(job_id, exc)
+        if db.lost_race(exc):
+            log.info("job %s: lost a race (%s); it will be claimed again", job_id, type(exc).__name__)
+            _release(job_id, fence)
+        elif db.unreachable(exc):
+            log.warning("job %s: database unreachable (%s); the lease will expire", job_id, exc)
+        else:
+            _record_failure(job_id, fence, exc)
         return False
+
+
+def _holds_lease(job: Job, fence: int | None) -> bool:
+    if fence is None:
+        return job.lease_owner is None or job.lease_expires_at is None or job.lease_expires_at < clock.wall_now()
+    return job.version == fence and job.lease_owner == owner() and job.lease_expires_at > clock.wall_now()
 
 
 def _repeat_escalation(session, job: Job, request: Request, now: datetime) -> bool:
     """Remind again while the same deadline stays missed."""
     job.status = "done"
     job.fired_at = now
-    job.lease_owner = None
     last = session.execute(
         select(Escalation).where(Escalation.request_id == request.id).order_by(Escalation.id.desc()).limit(1)
     ).scalar_one_or_none()
@@ -115,23 +154,46 @@ def _repeat_escalation(session, job: Job, request: Request, now: datetime) -> bo
     return True
 
 
-def _record_failure(job_id: int, exc: Exception) -> None:
+def _locked_if_still_ours(session, job_id: int, fence: int | None) -> Job | None:
+    job = session.execute(
+        select(Job).where(Job.id == job_id).with_for_update().execution_options(populate_existing=True)
+    ).scalar_one_or_none()
+    if job is None or job.status != "waiting" or (fence is not None and job.version != fence):
+        return None  # somebody else has moved it on: nothing of ours to undo
+    return job
+
+
+def _release(job_id: int, fence: int | None) -> None:
+    """Give the job back after a lost race; a short hold keeps this sweep from spinning on it."""
+    try:
+        with db.transaction() as session:
+            job = _locked_if_still_ours(session, job_id, fence)
+            if job is not None:
+                job.lease_owner = None
+                job.lease_expires_at = clock.wall_now() + RACE_HOLD
+    except Exception:  # noqa: BLE001 - the lease expires by itself
+        log.debug("could not release job %s", job_id, exc_info=True)
+
+
+def _record_failure(job_id: int, fence: int | None, exc: Exception) -> None:
     log.warning("job %s failed: %s", job_id, exc)
     detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()[:2000]
-    with db.transaction() as session:
-        job = session.get(Job, job_id)
-        if job is None:
-            return
-        job.attempts += 1
-        job.last_error = detail
-        job.lease_owner = None
-        job.lease_expires_at = None
-        if job.attempts >= MAX_ATTEMPTS:
-            job.status = "incident"
-            audit.record(session, "incident", actor="system", request_id=job.request_id, step=job.step,
-                         public=False, note=detail[:500])
-        else:
-            job.due_at = clock.now() + _backoff(job.attempts)
+    try:
+        with db.transaction() as session:
+            job = _locked_if_still_ours(session, job_id, fence)
+            if job is None:
+                return
+            job.attempts += 1
+            job.last_error = detail
+            jobs.revoke_lease(job)
+            if job.attempts >= MAX_ATTEMPTS:
+                job.status = "incident"
+                audit.record(session, "incident", actor="system", request_id=job.request_id, step=job.step,
+                             public=False, note=detail[:500])
+            else:
+                job.due_at = clock.now() + _backoff(job.attempts)
+    except Exception:  # noqa: BLE001 - the lease expires and the job is tried again
+        log.exception("could not record the failure of job %s", job_id)
 
 
 def run_due(now: datetime | None = None, limit: int | None = None) -> int:
@@ -140,11 +202,11 @@ def run_due(now: datetime | None = None, limit: int | None = None) -> int:
     fired = 0
     done = 0
     while limit is None or done < limit:
-        ids = _claim(now, BATCH if limit is None else min(BATCH, limit - done))
-        if not ids:
+        claimed = _claim(now, BATCH if limit is None else min(BATCH, limit - done))
+        if not claimed:
             break
-        for job_id in ids:
-            fired += fire_job(job_id)
+        for job_id, fence in claimed:
+            fired += fire_job(job_id, fence)
             done += 1
     return fired
 
@@ -158,11 +220,11 @@ def retry_incident(job_id: int, actor: str) -> None:
     with db.transaction() as session:
         job = session.get(Job, job_id)
         if job is None or job.status != "incident":
-            from .errors import NotFound
             raise NotFound("không có sự cố này (unknown incident)")
         job.status = "waiting"
         job.attempts = 0
         job.due_at = clock.now()
+        jobs.revoke_lease(job)
         audit.record(session, "incident_retried", actor=actor, request_id=job.request_id, step=job.step, public=False)
     wake()
 
@@ -172,11 +234,50 @@ def retry_incident(job_id: int, actor: str) -> None:
 
 def _sweep() -> None:
     try:
-        run_due()
-    except Exception:  # noqa: BLE001 - the scheduler must outlive a bad sweep
+        if _may_run_here():
+            run_due()
+    except Exception:  # noqa: BLE001 - the scheduler must outlive a bad sweep (and a database restart)
         log.exception("timer sweep failed")
     finally:
         _schedule_next()
+
+
+def _may_run_here() -> bool:
+    """On PostgreSQL every scheduler may sweep; on SQLite only the holder of the file lock."""
+    global _sqlite_lock
+    if not db.is_sqlite():
+        return True
+    if _sqlite_lock is not None:
+        return True
+    path = sqlite_lock_path()
+    if path is None:
+        return True  # an in-memory database lives in one process anyway
+    import fcntl
+
+    handle = open(path, "a+")  # noqa: SIM115 - held open for the life of the process
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        return False  # another process on this file runs the scheduler; try again next wake-up
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{owner()}\n")
+    handle.flush()
+    _sqlite_lock = handle
+    log.info("this process runs the scheduler of %s", db.get_engine().url.database)
+    return True
+
+
+def sqlite_lock_path() -> Path | None:
+    database = db.get_engine().url.database
+    if not database or database == ":memory:":
+        return None
+    return Path(database + ".scheduler.lock")
+
+
+def is_scheduler_here() -> bool:
+    return _scheduler is not None and _scheduler.running and (not db.is_sqlite() or _sqlite_lock is not None)
 
 
 def _schedule_next() -> None:
@@ -185,8 +286,8 @@ def _schedule_next() -> None:
         return
     now = clock.now()
     try:
-        due = next_due()
-    except Exception:  # noqa: BLE001
+        due = next_due() if _may_run_here() else None
+    except Exception:  # noqa: BLE001 - the database may be restarting: look again soon
         due = None
     delay = MAX_SLEEP if due is None else max(0.0, min(MAX_SLEEP, (due - now).total_seconds()))
     run_at = datetime.now().astimezone() + timedelta(seconds=delay)
@@ -195,7 +296,7 @@ def _schedule_next() -> None:
 
 
 def start_scheduler():
-    """Start the background scheduler of this process (``giaitrinh serve``)."""
+    """Start the background scheduler of this process (``giaitrinh serve``, each gunicorn worker)."""
     global _scheduler
     from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -210,11 +311,14 @@ def start_scheduler():
 
 
 def stop_scheduler() -> None:
-    global _scheduler
+    global _scheduler, _sqlite_lock
     with _lock:
         if _scheduler is not None and _scheduler.running:
             _scheduler.shutdown(wait=False)
         _scheduler = None
+        if _sqlite_lock is not None:
+            _sqlite_lock.close()  # releases the flock: another process may take over
+            _sqlite_lock = None
 
 
 def wake() -> None:
@@ -227,10 +331,3 @@ def wake() -> None:
                           replace_existing=True, misfire_grace_time=None)
     except Exception:  # noqa: BLE001 - waking early is an optimisation
         log.debug("wake failed", exc_info=True)
-
-
-def pause_request_jobs(session, request_id: int) -> None:
-    for job in session.execute(select(Job).where(Job.request_id == request_id, Job.status == "waiting")).scalars():
-        job.status = "paused"
-
-

@@ -4,7 +4,10 @@ from __future__ import annotations
 import logging
 
 from flask import jsonify, redirect, render_template, request, url_for
+from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
+
+from ..engine import db
 
 from ..engine.clock import ClockError
 from ..engine.definitions import InvalidDefinition
@@ -14,7 +17,7 @@ log = logging.getLogger(__name__)
 
 CODES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
          409: "conflict", 413: "too_large", 415: "unsupported_media_type", 422: "validation_error",
-         429: "rate_limited", 500: "internal_error"}
+         429: "rate_limited", 500: "internal_error", 503: "unavailable"}
 
 
 def wants_json() -> bool:
@@ -60,6 +63,20 @@ def init_app(app) -> None:
         if exc.code == 413:
             message = "Dữ liệu gửi lên quá lớn (request body too large)"
         return error_response(exc.code or 500, message)
+
+    @app.errorhandler(DBAPIError)
+    def _database(exc: DBAPIError):
+        # Nothing was committed (the transaction rolled back): say so and ask for a retry.
+        if db.lost_race(exc):
+            return error_response(409, "Yêu cầu vừa được người khác cập nhật, hãy thử lại (concurrent update, retry)")
+        if db.unreachable(exc):
+            log.warning("database unreachable on %s %s: %s", request.method, request.path, exc)
+            response = error_response(503, "Hệ thống tạm thời gián đoạn, vui lòng thử lại sau ít phút "
+                                           "(database unavailable, retry)")
+            response = response if not isinstance(response, tuple) else app.make_response(response)
+            response.headers["Retry-After"] = "5"
+            return response
+        return _unexpected(exc)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):

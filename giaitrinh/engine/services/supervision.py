@@ -5,7 +5,7 @@ from datetime import datetime
 
 from sqlalchemy import and_, exists, not_, or_, select
 
-from .. import audit, calendar as cal, clock, db, runtime
+from .. import audit, calendar as cal, clock, db, jobs, runtime
 from ..accounts import ALL_UNITS, Actor
 from ..errors import Conflict, Forbidden, ValidationFailed
 from ..models import Escalation, Job, Request, Task
@@ -129,8 +129,9 @@ def suspend(code: str, actor: Actor, ground: str, note: str | None = None) -> di
         request.outcome = dict(request.outcome or {}, status_before_suspension=before)
         request.status = "suspended"
         request.overdue = False
-        for job in session.execute(select(Job).where(Job.request_id == request.id, Job.status == "waiting")).scalars():
+        for job in jobs.for_request(session, request.id, ("waiting",)):
             job.status = "paused"
+            jobs.revoke_lease(job)
         audit.record(session, "suspended", actor=actor.username, request_id=request.id, note=SUSPENSION_GROUNDS[ground]
                      + (f". {note}" if note else ""), before={"status": before}, after={"status": "suspended", "ground": ground})
         from .requests import public_summary
@@ -168,7 +169,7 @@ def resume(code: str, actor: Actor, note: str | None = None) -> dict:
                 if datetime.fromisoformat(old_value) == timer.due_at:
                     shifts[timer.spiff_task_id] = new_deadlines[name]
         runtime.shift_timers(running, shifts)
-        for job in session.execute(select(Job).where(Job.request_id == request.id, Job.status == "paused")).scalars():
+        for job in jobs.for_request(session, request.id, ("paused",)):
             job.status = "waiting" if job.kind == "timer" else "done"
         before_deadlines = dict(request.deadlines or {})
         request.suspended_at = None

@@ -153,7 +153,7 @@ def _task_row(session, task_id: str, actor: Actor, lock: bool = False) -> Task:
         raise NotFound("không có công việc này (unknown task)")
     query = select(Task).where(Task.id == task_id)
     if lock:
-        query = query.with_for_update()
+        query = query.with_for_update(of=Task).execution_options(populate_existing=True)
     task = session.execute(query).scalar_one_or_none()
     if task is None:
         raise NotFound("không có công việc này (unknown task)")
@@ -249,6 +249,7 @@ def _check_actionable(task: Task, actor: Actor) -> None:
 
 def claim(task_id: str, actor: Actor) -> dict:
     with db.transaction() as session:
+        _common.request_for_update(session, _task_row(session, task_id, actor).request.code)
         task = _task_row(session, task_id, actor, lock=True)
         _check_actionable(task, actor)
         if task.assignee != actor.username:
@@ -320,8 +321,11 @@ def complete(task_id: str, data: Any, actor: Actor) -> dict:
         raise ValidationFailed("dữ liệu biểu mẫu phải là một đối tượng (data must be an object)",
                                {"data": "Dữ liệu biểu mẫu phải là một đối tượng JSON (expected an object)."})
     with db.transaction() as session:
+        # The instance row is the one lock two officials queue on; the task is read
+        # again once it is held, so the second of them sees the first one's result (409).
+        code = _task_row(session, task_id, actor).request.code
+        request = _common.request_for_update(session, code)
         task = _task_row(session, task_id, actor, lock=True)
-        request = _common.request_for_update(session, task.request.code)
         _check_actionable(task, actor)
         if request.suspended_at is not None:
             raise Conflict("yêu cầu đang tạm đình chỉ giải trình (request suspended)")

@@ -26,23 +26,27 @@ def main() -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
-@click.option("--threads", default=8, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Web processes. More than 1 runs gunicorn; every worker may run the scheduler.")
+@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256), help="Threads per process.")
 @click.option("--no-scheduler", is_flag=True, help="Do not fire timers in this process.")
-def serve(host: str, port: int, threads: int, no_scheduler: bool) -> None:
+def serve(host: str, port: int, workers: int, threads: int, no_scheduler: bool) -> None:
     """Run the web server with its timer scheduler."""
-    from waitress import serve as waitress_serve
-
-    from .engine import timers
-    from .web import create_app
+    from . import server
 
     settings = _boot()
-    app = create_app(settings)
-    if not no_scheduler:
-        timers.start_scheduler()
-    click.echo(f"GiảiTrình: http://{host}:{port}/  (database {settings.database_url}"
-               f"{', dev clock' if settings.dev_clock else ''})")
-    waitress_serve(app, host=host, port=port, threads=threads, ident="giaitrinh",
-                   max_request_body_size=settings.max_body_bytes * 2)
+    click.echo(f"GiảiTrình: http://{host}:{port}/  (database {_safe_url(settings.database_url)}, "
+               f"{workers} worker{'s' if workers > 1 else ''}{', dev clock' if settings.dev_clock else ''})")
+    if workers == 1:
+        server.run_single(settings, host, port, threads, scheduler=not no_scheduler)
+    else:
+        server.run_workers(settings, host, port, workers, threads, scheduler=not no_scheduler)
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
 
 
 @main.group()
@@ -58,7 +62,7 @@ def db_upgrade(revision: str) -> None:
 
     settings = load_settings()
     migrate.upgrade(settings.database_url, revision)
-    click.echo(f"database at revision {revision}: {settings.database_url}")
+    click.echo(f"database at revision {revision}: {_safe_url(settings.database_url)}")
 
 
 @main.command("seed-demo")

@@ -1,6 +1,7 @@
 """Vietnamese first, English second (Flask-Babel); catalogues compiled at start-up."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from babel.messages.mofile import write_mo
@@ -24,7 +25,7 @@ def _compile() -> Path:
         mo.parent.mkdir(parents=True, exist_ok=True)
         with po.open("rb") as src:
             catalog = read_po(src)
-        tmp = mo.with_suffix(".tmp")
+        tmp = mo.with_suffix(f".{os.getpid()}.tmp")  # several workers may compile at once
         with tmp.open("wb") as out:
             write_mo(out, catalog)
         tmp.replace(mo)

@@ -1,0 +1,81 @@
+"""Serving the app: one process (waitress) or several (gunicorn), each with its scheduler.
+
+One process is what a ward needs and what ``make run`` starts. A city runs
+``--workers N``: gunicorn forks N worker processes, each builds its own app (and so
+its own database pool: connections are never shared across a fork) and starts its
+own timer scheduler after the fork. The schedulers coordinate through the jobs
+table (leases, SKIP LOCKED) on PostgreSQL; on SQLite only one of them holds the
+file lock and sweeps.
+"""
+from __future__ import annotations
+
+import logging
+
+from .config import Settings
+
+log = logging.getLogger(__name__)
+
+
+def run_single(settings: Settings, host: str, port: int, threads: int, scheduler: bool) -> None:
+    from waitress import serve
+
+    from .engine import timers
+    from .web import create_app
+
+    app = create_app(settings, boot_engine=False)
+    if scheduler:
+        timers.start_scheduler()
+    serve(app, host=host, port=port, threads=threads, ident="giaitrinh",
+          max_request_body_size=settings.max_body_bytes * 2)
+
+
+def run_workers(settings: Settings, host: str, port: int, workers: int, threads: int, scheduler: bool,
+                timeout: int = 60) -> None:
+    from gunicorn.app.base import BaseApplication
+
+    from .engine import db
+
+    db.get_engine().dispose()  # no connection of the master's may be inherited by a worker
+
+    def post_worker_init(worker) -> None:
+        if scheduler:
+            from .engine import timers
+
+            timers.start_scheduler()
+
+    def worker_exit(server, worker) -> None:
+        from .engine import timers
+
+        timers.stop_scheduler()
+
+    class GiaiTrinh(BaseApplication):
+        def load_config(self):
+            options = {
+                "bind": f"{host}:{port}",
+                "workers": workers,
+                "threads": threads,
+                "worker_class": "gthread",
+                "timeout": timeout,
+                "graceful_timeout": 30,
+                "keepalive": 5,
+                "preload_app": False,  # each worker opens its own database pool after the fork
+                "limit_request_line": 8190,
+                "accesslog": "-",
+                "proc_name": "giaitrinh",
+                "post_worker_init": post_worker_init,
+                "worker_exit": worker_exit,
+                "forwarded_allow_ips": "127.0.0.1,::1",
+                # several servers may run on one machine (tests, a second database): no shared socket
+                "control_socket_disable": True,
+            }
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self):
+            from .boot import boot
+            from .web import create_app
+
+            boot(settings)
+            return create_app(settings, boot_engine=False)
+
+    GiaiTrinh().run()

@@ -212,8 +212,14 @@ def run_due(now: datetime | None = None, limit: int | None = None) -> int:
 
 
 def next_due() -> datetime | None:
+    """The earliest job this process could claim; jobs another worker holds a live lease on are
+    left out (else every idle scheduler would spin on them), and re-examined at the next poll."""
+    wall = clock.wall_now()
     with db.read_only() as session:
-        return session.execute(select(func.min(Job.due_at)).where(Job.status == "waiting")).scalar_one_or_none()
+        return session.execute(
+            select(func.min(Job.due_at)).where(
+                Job.status == "waiting", (Job.lease_expires_at.is_(None)) | (Job.lease_expires_at < wall))
+        ).scalar_one_or_none()
 
 
 def retry_incident(job_id: int, actor: str) -> None:

@@ -1,11 +1,15 @@
 """The pages people use: a request taken from the portal to its published answer through HTML forms."""
 import re
+from datetime import timedelta
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 
 from giaitrinh.config import load_settings
-from giaitrinh.engine import clock, timers
+from sqlalchemy import select
+
+from giaitrinh.engine import clock, db, timers
+from giaitrinh.engine.models import AuditEvent
 from giaitrinh.web import create_app
 
 from .helpers import CITIZEN
@@ -235,3 +239,43 @@ def test_security_headers_on_pages(app):
     assert "default-src 'self'" in response.headers["Content-Security-Policy"]
     assert response.headers["X-Frame-Options"] == "DENY"
     assert "HttpOnly" in response.headers.get("Set-Cookie", "HttpOnly")
+
+
+def test_https_is_recognised_only_through_a_trusted_proxy(world):
+    forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"}
+    direct = create_app(load_settings(database_url=world, secret_key="t"), boot_engine=False)
+    assert "Strict-Transport-Security" not in direct.test_client().get("/", headers=forwarded).headers
+    behind_nginx = create_app(load_settings(database_url=world, secret_key="t", proxy_count=1), boot_engine=False)
+    response = behind_nginx.test_client().get("/", headers=forwarded)
+    assert response.headers["Strict-Transport-Security"].startswith("max-age=")
+    assert "Strict-Transport-Security" not in behind_nginx.test_client().get("/").headers
+
+
+def test_an_incident_is_shown_to_the_supervisor_who_runs_it_again(app, monkeypatch):
+    citizen = app.test_client()
+    code, token, _ = citizen_submits(citizen)
+    monkeypatch.setattr("giaitrinh.engine.runtime.fire_timer",
+                        lambda *a, **k: (_ for _ in ()).throw(RuntimeError("máy chủ thư không trả lời <b>")))
+    fixed = clock.get_clock()
+    fixed.set(clock.parse_instant("2026-12-01T08:00:00+07:00"))
+    for _ in range(timers.MAX_ATTEMPTS):
+        timers.run_due(clock.now())
+        fixed.set(clock.now() + timedelta(hours=2))  # past each back-off
+    supervisor = login(app, "thanhtra")
+    case = page(supervisor, f"/giam-sat/ho-so/{code}")
+    assert "<h2>Sự cố</h2>" in case and "máy chủ thư không trả lời &lt;b&gt;" in case and "5 lần thử" in case
+    assert code in page(supervisor, "/giam-sat/?show=stuck")
+    action = re.search(r'action="(/giam-sat/ho-so/[^"]+/su-co/\d+/thu-lai)"', case).group(1)
+    # An official of another unit may not run it again.
+    other = login(app, "chuyenvien2")
+    assert other.post(action, data={"_csrf": csrf(page(other, "/cong-viec/")), "note": "x"}).status_code in (303, 403)
+    assert "<h2>Sự cố</h2>" in page(supervisor, f"/giam-sat/ho-so/{code}")
+    monkeypatch.undo()
+    post(supervisor, action, {"note": "Đã sửa cấu hình"}, form_page=f"/giam-sat/ho-so/{code}")
+    assert timers.run_due(clock.now()) == 1
+    case = page(supervisor, f"/giam-sat/ho-so/{code}")
+    assert "<h2>Sự cố</h2>" not in case
+    with db.read_only() as session:
+        retried = session.execute(select(AuditEvent).where(AuditEvent.action == "incident_retried")).scalar_one()
+        assert (retried.actor, retried.note) == ("thanhtra", "Đã sửa cấu hình")
+    assert code in page(supervisor, "/giam-sat/?show=overdue")  # the deadline it guarded has now fired

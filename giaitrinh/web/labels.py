@@ -60,6 +60,8 @@ EVENT = {
     "withdrawn": _l("Người yêu cầu rút yêu cầu"),
     "rated": _l("Người yêu cầu đánh giá mức độ hài lòng"),
     "escalated": _l("Quá hạn: đã báo cáo lãnh đạo"),
+    "incident": _l("Sự cố: bộ hẹn giờ lỗi nhiều lần"),
+    "incident_retried": _l("Chạy lại sau sự cố"),
 }
 
 SUSPENSION_GROUND = {

@@ -42,7 +42,11 @@ def case(code: str):
     view = requests_service.view(code[:32], None, actor)
     open_tasks = tasks_service.list_tasks(actor, scope="unit", request_code=view["code"], per_page=50)["items"] \
         if actor.is_official else []
-    return render_template("supervise/case.html", case=view, open_tasks=open_tasks,
+    try:
+        failed = supervision.incidents(view["code"], actor)
+    except ServiceError:  # an official who may look but not act on the case
+        failed = []
+    return render_template("supervise/case.html", case=view, open_tasks=open_tasks, incidents=failed,
                            grounds=supervision.SUSPENSION_GROUNDS)
 
 
@@ -72,3 +76,11 @@ def resume(code: str):
     note = (request.form.get("note") or "").strip() or None
     return _act(code, lambda: supervision.resume(code[:32], require_actor(), note),
                 _("Đã tiếp tục giải trình; thời hạn được tính lại."))
+
+
+@bp.post("/ho-so/<code>/su-co/<int:job_id>/thu-lai")
+@login_required
+def retry_incident(code: str, job_id: int):
+    note = (request.form.get("note") or "").strip() or None
+    return _act(code, lambda: supervision.retry_incident(code[:32], job_id, require_actor(), note),
+                _("Đã đưa lại vào hàng đợi; hệ thống sẽ chạy lại ngay."))

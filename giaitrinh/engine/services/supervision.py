@@ -7,7 +7,7 @@ from sqlalchemy import and_, exists, not_, or_, select
 
 from .. import audit, calendar as cal, clock, db, jobs, runtime
 from ..accounts import ALL_UNITS, Actor
-from ..errors import Conflict, Forbidden, ValidationFailed
+from ..errors import Conflict, Forbidden, NotFound, ValidationFailed
 from ..models import Escalation, Job, Request, Task
 from . import _common
 from ._common import iso
@@ -186,3 +186,40 @@ def resume(code: str, actor: Actor, note: str | None = None) -> dict:
     from .. import timers
     timers.wake()
     return result
+
+
+# -- incidents: timers that failed their retries ---------------------------------------------
+
+
+def incidents(code: str, actor: Actor) -> list[dict]:
+    """The case's failed jobs, newest first, for the head or supervisor of its unit."""
+    with db.read_only() as session:
+        request = session.execute(select(Request).where(Request.code == code)).scalar_one_or_none()
+        if request is None:
+            raise NotFound(f"không có yêu cầu {code} (unknown request)")
+        _may_suspend(actor, request)
+        rows = session.execute(select(Job).where(Job.request_id == request.id, Job.status == "incident")
+                               .order_by(Job.id.desc())).scalars()
+        return [{"id": job.id, "step": job.step, "kind": job.kind, "attempts": job.attempts,
+                 "due_at": iso(job.due_at), "last_error": job.last_error} for job in rows]
+
+
+def retry_incident(code: str, job_id: int, actor: Actor, note: str | None = None) -> None:
+    """Put a failed job back in the queue, due now; audited with who and why."""
+    if note is not None and (not isinstance(note, str) or len(note) > 5000):
+        raise ValidationFailed("ghi chú không hợp lệ", {"note": "Tối đa 5000 ký tự."})
+    with db.transaction() as session:
+        request = _common.request_for_update(session, code)
+        _may_suspend(actor, request)
+        job = next((j for j in jobs.for_request(session, request.id, ("incident",)) if j.id == job_id), None)
+        if job is None:
+            raise NotFound("không có sự cố này (unknown incident)")
+        job.status = "waiting"
+        job.attempts = 0
+        job.due_at = clock.now()
+        jobs.revoke_lease(job)
+        audit.record(session, "incident_retried", actor=actor.username, request_id=request.id, step=job.step,
+                     public=False, note=note, before={"job": job.id, "last_error": (job.last_error or "")[:500]})
+    from .. import timers
+
+    timers.wake()

@@ -43,6 +43,13 @@ def _secret_key(env: str) -> str:
     return path.read_text().strip()
 
 
+def _count(name: str) -> int:
+    raw = os.environ.get(name, "0").strip() or "0"
+    if not raw.isdigit() or int(raw) > 5:
+        raise ConfigError(f"{name} must be a whole number from 0 to 5, not {raw!r}")
+    return int(raw)
+
+
 @dataclass(frozen=True)
 class Settings:
     env: str = "development"
@@ -51,6 +58,9 @@ class Settings:
     dev_clock: bool = False
     clock_start: str | None = None
     max_body_bytes: int = 1024 * 1024
+    # Reverse proxies in front of the app whose X-Forwarded-For/-Proto/-Host are trusted
+    # (0: none). Behind nginx, 1: then HTTPS is recognised (HSTS, secure tracking links).
+    proxy_count: int = 0
     extra: dict = field(default_factory=dict)
 
     @property
@@ -69,6 +79,7 @@ def load_settings(**overrides) -> Settings:
         secret_key=overrides.pop("secret_key", None) or _secret_key(env),
         dev_clock=dev_clock,
         clock_start=os.environ.get("GIAITRINH_CLOCK_START") or None,
+        proxy_count=_count("GIAITRINH_PROXY_COUNT"),
     )
     values.update(overrides)
     return Settings(**values)

@@ -26,6 +26,11 @@ def create_app(settings: Settings | None = None, *, boot_engine: bool = True) ->
         JSON_SORT_KEYS=False,
         GIAITRINH=settings,
     )
+    if settings.proxy_count:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        n = settings.proxy_count
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
     app.json.ensure_ascii = False
     app.json.sort_keys = False
 

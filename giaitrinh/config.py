@@ -61,6 +61,14 @@ class Settings:
     # Reverse proxies in front of the app whose X-Forwarded-For/-Proto/-Host are trusted
     # (0: none). Behind nginx, 1: then HTTPS is recognised (HSTS, secure tracking links).
     proxy_count: int = 0
+    # Per-IP limits (Flask-Limiter syntax); GIAITRINH_RATE_LIMITS=off turns them off (tests, load
+    # benchmarks). The counters live in memory per process unless GIAITRINH_RATELIMIT_STORAGE
+    # names a shared store (e.g. redis://host:6379).
+    rate_limits: bool = True
+    rate_submit: str = "5 per minute;30 per hour"
+    rate_track: str = "60 per minute"
+    rate_sign_in: str = "10 per minute"
+    ratelimit_storage: str = "memory://"
     extra: dict = field(default_factory=dict)
 
     @property
@@ -80,6 +88,11 @@ def load_settings(**overrides) -> Settings:
         dev_clock=dev_clock,
         clock_start=os.environ.get("GIAITRINH_CLOCK_START") or None,
         proxy_count=_count("GIAITRINH_PROXY_COUNT"),
+        rate_limits=(os.environ.get("GIAITRINH_RATE_LIMITS", "on").strip().lower() not in {"0", "off", "false", "no"}),
+        rate_submit=os.environ.get("GIAITRINH_RATE_SUBMIT") or Settings.rate_submit,
+        rate_track=os.environ.get("GIAITRINH_RATE_TRACK") or Settings.rate_track,
+        rate_sign_in=os.environ.get("GIAITRINH_RATE_SIGN_IN") or Settings.rate_sign_in,
+        ratelimit_storage=os.environ.get("GIAITRINH_RATELIMIT_STORAGE") or Settings.ratelimit_storage,
     )
     values.update(overrides)
     return Settings(**values)

@@ -70,6 +70,17 @@ PLAN = [
 ORDER = ["received", "accepted", "explain", "dialogue", "extended", "approve", "publish", "published"]
 
 
+_DEMO_HASH: str | None = None
+
+
+def _demo_password_hash() -> str:
+    """argon2 is slow on purpose; the demo accounts share one hash of "demo" per process."""
+    global _DEMO_HASH
+    if _DEMO_HASH is None:
+        _DEMO_HASH = accounts.hash_password("demo")
+    return _DEMO_HASH
+
+
 def _setup_accounts() -> None:
     with db.transaction() as session:
         for code, name, parent in UNITS:
@@ -79,7 +90,7 @@ def _setup_accounts() -> None:
         for username, full_name, roles in USERS:
             user = session.execute(select(User).where(User.username == username)).scalar_one_or_none()
             if user is None:
-                user = User(username=username, full_name=full_name, password_hash=accounts.hash_password("demo"),
+                user = User(username=username, full_name=full_name, password_hash=_demo_password_hash(),
                             is_active=True, created_at=clock.now())
                 session.add(user)
                 session.flush()

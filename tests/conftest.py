@@ -14,6 +14,8 @@ from giaitrinh.engine.models import Base
 from . import pg
 
 os.environ.setdefault("GIAITRINH_SECRET_KEY", "test-secret")
+# The suite submits hundreds of requests from one address; tests/test_security.py turns the limits on.
+os.environ.setdefault("GIAITRINH_RATE_LIMITS", "off")
 
 # Friday 20 November 2026, 09:00 in Hà Nội: the calendar example of PRODUCT.md.
 START = datetime.fromisoformat("2026-11-20T09:00:00+07:00")

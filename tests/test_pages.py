@@ -111,7 +111,11 @@ def test_a_request_from_portal_to_published_answer(app):
 
     publish_path = open_task(reception, code, "công khai")
     preview = page(reception, publish_path).split("Bản sẽ công khai")[1].split('task-form')[0]
-    assert "đã ẩn" in preview and "0912 345 678" not in preview and "Nguyễn Văn An" not in preview
+    removed, published = preview.split("</details>")
+    assert "đã ẩn" in published and "0912 345 678" not in published and "Nguyễn Văn An" not in published
+    # The publisher sees exactly what the redaction took out, and why.
+    assert "<del>0912 345 678</del>" in removed and "<del>Nguyễn Văn An</del>" in removed
+    assert "Họ tên người yêu cầu" in removed
     post(reception, publish_path, {"publish": "true"})
 
     tracking = page(citizen, f"/yeu-cau/{code}?token={token}")

@@ -5,7 +5,10 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2 import exceptions as argon2_errors
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -17,19 +20,43 @@ ALL_UNITS = "*"
 TOKEN_LIFETIME = timedelta(hours=12)
 
 
+# argon2id with the library's defaults (RFC 9106's second recommended profile).
+_hasher = PasswordHasher()
+MAX_FAILED_SIGN_INS = 5
+LOCKOUT = timedelta(minutes=15)
+
+
 def hash_password(password: str) -> str:
-    salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=2**14, r=8, p=1)
-    return f"scrypt$16384$8$1${salt.hex()}${digest.hex()}"
+    return _hasher.hash(password)
 
 
 def check_password(stored: str, password: str) -> bool:
+    if stored.startswith("$argon2"):
+        try:
+            return _hasher.verify(stored, password)
+        except (argon2_errors.VerificationError, argon2_errors.InvalidHashError):
+            return False
+    # Hashes written before argon2 (scrypt); replaced at the next successful sign-in.
     try:
         _, n, r, p, salt, digest = stored.split("$")
         computed = hashlib.scrypt(password.encode(), salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p))
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(computed.hex(), digest)
+
+
+def needs_rehash(stored: str) -> bool:
+    return not stored.startswith("$argon2") or _hasher.check_needs_rehash(stored)
+
+
+_DUMMY_HASH: str | None = None
+
+
+def _dummy_hash() -> str:
+    global _DUMMY_HASH
+    if _DUMMY_HASH is None:
+        _DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
+    return _DUMMY_HASH
 
 
 def hash_secret(secret: str) -> str:
@@ -95,12 +122,68 @@ def actor_for(session: Session, user: User) -> Actor:
     return Actor(user.username, user.full_name, {r: frozenset(u) for r, u in roles.items()})
 
 
-def authenticate(session: Session, username: str, password: str) -> User | None:
-    user = session.execute(select(User).where(User.username == username)).scalar_one_or_none()
-    if user is None or not user.is_active:
-        check_password(hash_password("x"), password)  # same work either way: no user enumeration by timing
-        return None
-    return user if check_password(user.password_hash, password) else None
+class SignInRefused(Exception):
+    """Wrong credentials, a disabled account, or a temporary lockout (then ``locked_until``)."""
+
+    def __init__(self, locked_until: datetime | None = None):
+        super().__init__("sign-in refused")
+        self.locked_until = locked_until
+
+
+def sign_in(username: str, password: str) -> int:
+    """Check a password in a transaction of its own; the user's id, or :class:`SignInRefused`.
+
+    Failures are counted and written before the refusal is raised, and enough of them
+    lock the account for a while. Unknown users cost the same hashing work as known
+    ones, so timing does not tell which usernames exist; a locked account is refused
+    even with the right password.
+    """
+    from . import audit, db
+
+    refused: SignInRefused | None = None
+    with db.transaction() as session:
+        user = session.execute(select(User).where(User.username == username).with_for_update()).scalar_one_or_none()
+        now = clock.wall_now()
+        if user is None or not user.is_active:
+            check_password(_dummy_hash(), password)
+            refused = SignInRefused()
+        elif user.locked_until is not None and user.locked_until > now:
+            check_password(_dummy_hash(), password)
+            refused = SignInRefused(user.locked_until)
+        elif not check_password(user.password_hash, password):
+            user.failed_logins += 1
+            if user.failed_logins >= MAX_FAILED_SIGN_INS:
+                user.locked_until = now + LOCKOUT
+                user.failed_logins = 0
+                audit.record(session, "account_locked", actor=user.username, public=False,
+                             after={"until": user.locked_until.isoformat(), "after_failures": MAX_FAILED_SIGN_INS})
+                refused = SignInRefused(user.locked_until)
+            else:
+                refused = SignInRefused()
+        else:
+            user.failed_logins = 0
+            user.locked_until = None
+            if needs_rehash(user.password_hash):
+                user.password_hash = hash_password(password)
+            user_id = user.id
+    if refused is not None:
+        raise refused
+    return user_id
+
+
+def sign_out_everywhere(session: Session, user: User) -> int:
+    """End every browser session and revoke every API token of the user; returns tokens revoked."""
+    from . import audit
+
+    now = clock.wall_now()
+    user.session_epoch += 1
+    revoked = 0
+    for token in session.execute(select(ApiToken).where(ApiToken.user_id == user.id,
+                                                        ApiToken.revoked_at.is_(None))).scalars():
+        token.revoked_at = now
+        revoked += 1
+    audit.record(session, "signed_out_everywhere", actor=user.username, public=False, after={"tokens": revoked})
+    return revoked
 
 
 def issue_token(session: Session, user: User) -> tuple[str, ApiToken]:

@@ -21,6 +21,12 @@ from .models import AuditEvent, AuditHead
 GENESIS = "0" * 64
 
 
+def payload_digest(event: AuditEvent) -> str:
+    """The digest of what an event says (note, before, after): scheme 2 chains this."""
+    body = {"note": event.note, "before": event.before, "after": event.after}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
+
+
 def _canonical(event: AuditEvent) -> bytes:
     body = {
         "request_id": event.request_id,
@@ -28,12 +34,13 @@ def _canonical(event: AuditEvent) -> bytes:
         "actor": event.actor,
         "action": event.action,
         "step": event.step,
-        "note": event.note,
-        "before": event.before,
-        "after": event.after,
         "public": event.public,
         "prev_hash": event.prev_hash,
     }
+    if event.hash_scheme == 1:  # written before payload digests existed
+        body.update(note=event.note, before=event.before, after=event.after)
+    else:
+        body["payload_sha256"] = event.payload_sha256
     return json.dumps(body, sort_keys=True, ensure_ascii=False, default=str).encode()
 
 
@@ -71,12 +78,32 @@ def record(
         after=after,
         public=public,
         prev_hash=head.last_hash,
+        hash_scheme=2,
     )
+    event.payload_sha256 = payload_digest(event)
     event.hash = compute_hash(event)
     head.last_hash = event.hash
     head.count += 1
     session.add(event)
     return event
+
+
+def _purge_records(session: Session) -> set[int]:
+    """Ids of the events that retention records say it erased (those records are chained too)."""
+    ids: set[int] = set()
+    for after in session.execute(select(AuditEvent.after).where(AuditEvent.action == "retention_purged")).scalars():
+        ids.update((after or {}).get("events", []))
+    return ids
+
+
+def erase_payload(event: AuditEvent, when: datetime) -> None:
+    """Retention: drop what an event says, keep that it happened (its digest stays chained)."""
+    if event.hash_scheme == 1:
+        raise ValueError("events written before payload digests cannot be erased without breaking the chain")
+    event.note = None
+    event.before = None
+    event.after = None
+    event.purged_at = when
 
 
 @dataclass
@@ -92,6 +119,7 @@ def verify(session: Session, batch: int = 5000) -> VerifyResult:
     prev = GENESIS
     checked = 0
     last_id = 0
+    purged_by_record = _purge_records(session)
     while True:
         rows = session.execute(
             select(AuditEvent).where(AuditEvent.id > last_id).order_by(AuditEvent.id).limit(batch)
@@ -103,6 +131,12 @@ def verify(session: Session, batch: int = 5000) -> VerifyResult:
                 return VerifyResult(False, checked, event.id, "the event before it was removed or altered")
             if compute_hash(event) != event.hash:
                 return VerifyResult(False, checked, event.id, "its content was altered")
+            if event.hash_scheme != 1:
+                if event.purged_at is None and payload_digest(event) != event.payload_sha256:
+                    return VerifyResult(False, checked, event.id, "its content was altered")
+                if event.purged_at is not None and event.id not in purged_by_record:
+                    return VerifyResult(False, checked, event.id,
+                                        "its content was erased without a retention record naming it")
             prev = event.hash
             checked += 1
             last_id = event.id

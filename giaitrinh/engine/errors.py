@@ -36,3 +36,8 @@ class NotFound(ServiceError):
 class Conflict(ServiceError):
     code = "conflict"
     status = 409
+
+
+class RateLimited(ServiceError):
+    code = "rate_limited"
+    status = 429

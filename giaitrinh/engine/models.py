@@ -70,6 +70,11 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime]
+    # Throttling: consecutive failed sign-ins, and the lockout they earned (wall-clock time).
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    locked_until: Mapped[Optional[datetime]]
+    # "Sign out everywhere" bumps it: every session signed with an older epoch ends.
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     memberships: Mapped[list["Membership"]] = relationship(
         back_populates="user", lazy="selectin", cascade="all, delete-orphan"
@@ -176,6 +181,8 @@ class Request(Base):
     rating_score: Mapped[Optional[int]]
     rating_comment: Mapped[Optional[str]] = mapped_column(Text)
     rated_at: Mapped[Optional[datetime]]
+    # Retention: when the requester's personal data was erased (the case and its answer stay).
+    purged_at: Mapped[Optional[datetime]]
 
 
 class WorkflowState(Base):
@@ -277,6 +284,12 @@ class AuditEvent(Base):
     public: Mapped[bool] = mapped_column(Boolean, default=True)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # Scheme 2 chains a digest of the payload (note, before, after) instead of the payload,
+    # so retention can erase personal data from an old event without breaking the chain:
+    # a purged event keeps its digest, and the purge itself is an event naming it.
+    hash_scheme: Mapped[int] = mapped_column(Integer, default=2, server_default="1")
+    payload_sha256: Mapped[Optional[str]] = mapped_column(String(64))
+    purged_at: Mapped[Optional[datetime]]
 
 
 class AuditHead(Base):
@@ -303,6 +316,20 @@ class CalendarDay(Base):
     note: Mapped[str] = mapped_column(String(255), default="")
     updated_by: Mapped[Optional[str]] = mapped_column(String(64))
     updated_at: Mapped[datetime]
+
+
+class RedactionRule(Base):
+    """A text that must never be published (like Alaveteli's censor rules), kept by administrators."""
+
+    __tablename__ = "redaction_rules"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pattern: Mapped[str] = mapped_column(String(500))
+    is_regex: Mapped[bool] = mapped_column(Boolean, default=False)
+    note: Mapped[str] = mapped_column(String(500), default="")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
 
 
 class Setting(Base):

@@ -7,10 +7,12 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request
 
 from ..engine import accounts, clock, db, timers
-from ..engine.errors import ServiceError, ValidationFailed
+from ..engine.errors import RateLimited, ServiceError, Unauthenticated, ValidationFailed
 from ..engine.services import calendar as calendar_service
 from ..engine.services import definitions, requests, supervision, tasks
 from .auth import current_actor, require_actor
+from .limits import limiter, sign_in_limit, submit_limit, track_limit
+from .policy import policy
 from .openapi import document
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -90,18 +92,23 @@ def _token() -> str | None:
 
 
 @bp.post("/auth/token")
+@policy("public")
+@limiter.shared_limit(sign_in_limit, scope="sign-in")
 def issue_token():
     data = body_object()
     fields = {k: "Bắt buộc (required string)." for k in ("username", "password")
               if not isinstance(data.get(k), str) or not data.get(k)}
     if fields:
         raise ValidationFailed("thiếu tên đăng nhập hoặc mật khẩu", fields)
+    try:
+        user_id = accounts.sign_in(data["username"][:64], data["password"][:256])
+    except accounts.SignInRefused as refused:
+        if refused.locked_until is not None:
+            raise RateLimited("tài khoản tạm khóa do đăng nhập sai nhiều lần (account locked)",
+                              retry_after=refused.locked_until) from None
+        raise Unauthenticated("sai tên đăng nhập hoặc mật khẩu (wrong username or password)") from None
     with db.transaction() as session:
-        user = accounts.authenticate(session, data["username"][:64], data["password"][:256])
-        if user is None:
-            from ..engine.errors import Unauthenticated
-            raise Unauthenticated("sai tên đăng nhập hoặc mật khẩu (wrong username or password)")
-        secret, row = accounts.issue_token(session, user)
+        secret, row = accounts.issue_token(session, session.get(accounts.User, user_id))
         expires = row.expires_at
     return jsonify({"token": secret, "expires_at": _iso(expires)}), 201
 
@@ -115,40 +122,52 @@ def _iso(value):
 
 
 @bp.post("/requests")
+@policy("public")
+@limiter.shared_limit(submit_limit, scope="submission")
 def submit_request():
     result = requests.submit(body_object(), actor=current_actor())
     return jsonify(result), 201
 
 
 @bp.get("/requests/<code>")
+@policy("token")
+@limiter.shared_limit(track_limit, scope="tracking")
 def get_request(code: str):
     return jsonify(requests.view(code[:32], _token(), current_actor()))
 
 
 @bp.post("/requests/<code>/withdraw")
+@policy("token")
+@limiter.shared_limit(track_limit, scope="tracking")
 def withdraw(code: str):
     data = body_object(required=False)
     return jsonify(requests.withdraw(code[:32], _token(), data.get("reason"), current_actor()))
 
 
 @bp.post("/requests/<code>/info")
+@policy("token")
+@limiter.shared_limit(track_limit, scope="tracking")
 def provide_info(code: str):
     data = body_object()
     return jsonify(requests.provide_info(code[:32], _token(), data.get("content"), current_actor()))
 
 
 @bp.post("/requests/<code>/rating")
+@policy("token")
+@limiter.shared_limit(track_limit, scope="tracking")
 def rate(code: str):
     data = body_object()
     return jsonify(requests.rate(code[:32], _token(), data.get("score"), data.get("comment"))), 201
 
 
 @bp.get("/published")
+@policy("public")
 def published():
     return jsonify(requests.search_published(_str_arg("q", 500), _str_arg("unit", 32), **_paging()))
 
 
 @bp.get("/published/<code>")
+@policy("public")
 def published_one(code: str):
     return jsonify(requests.published(code[:32]))
 
@@ -157,6 +176,7 @@ def published_one(code: str):
 
 
 @bp.get("/tasks")
+@policy("official")
 def list_tasks():
     actor = require_actor()
     return jsonify(tasks.list_tasks(actor, scope=_str_arg("scope", 10) or "unit", request_code=_str_arg("request", 32),
@@ -164,16 +184,19 @@ def list_tasks():
 
 
 @bp.get("/tasks/<task_id>")
+@policy("official")
 def get_task(task_id: str):
     return jsonify(tasks.get_task(task_id, require_actor()))
 
 
 @bp.post("/tasks/<task_id>/claim")
+@policy("official")
 def claim(task_id: str):
     return jsonify(tasks.claim(task_id, require_actor()))
 
 
 @bp.post("/tasks/<task_id>/complete")
+@policy("official")
 def complete(task_id: str):
     actor = require_actor()
     data = body_object()
@@ -186,12 +209,14 @@ def complete(task_id: str):
 
 
 @bp.get("/escalations")
+@policy("official")
 def escalations():
     return jsonify(supervision.list_escalations(require_actor(), open_only=_bool_arg("open"),
                                                 unit=_str_arg("unit", 32), **_paging()))
 
 
 @bp.get("/instances")
+@policy("official")
 def instances():
     return jsonify(supervision.list_instances(
         require_actor(), status=_str_arg("status", 24), overdue=_bool_arg("overdue"), stuck=_bool_arg("stuck"),
@@ -199,12 +224,14 @@ def instances():
 
 
 @bp.post("/instances/<code>/suspend")
+@policy("official")
 def suspend(code: str):
     data = body_object()
     return jsonify(supervision.suspend(code[:32], require_actor(), data.get("ground"), data.get("note")))
 
 
 @bp.post("/instances/<code>/resume")
+@policy("official")
 def resume(code: str):
     data = body_object(required=False)
     return jsonify(supervision.resume(code[:32], require_actor(), data.get("note")))
@@ -214,11 +241,13 @@ def resume(code: str):
 
 
 @bp.get("/definitions")
+@policy("role:designer")
 def list_definitions():
     return jsonify(definitions.list_definitions(require_actor()))
 
 
 @bp.post("/definitions")
+@policy("role:designer")
 def upload_definition():
     actor = require_actor()
     if request.files.get("file") is not None:
@@ -233,11 +262,13 @@ def upload_definition():
 
 
 @bp.post("/definitions/<int:definition_id>/deploy")
+@policy("role:designer")
 def deploy_definition(definition_id: int):
     return jsonify(definitions.deploy(definition_id, require_actor()))
 
 
 @bp.get("/calendar")
+@policy("public")
 def calendar_month():
     month = _str_arg("month", 7) or clock.now().strftime("%Y-%m")
     try:
@@ -251,18 +282,21 @@ def calendar_month():
 
 
 @bp.put("/calendar/<day>")
+@policy("role:admin")
 def calendar_set(day: str):
     data = body_object()
     return jsonify(calendar_service.set_day(require_actor(), day, data.get("kind"), data.get("note") or ""))
 
 
 @bp.delete("/calendar/<day>")
+@policy("role:admin")
 def calendar_remove(day: str):
     calendar_service.remove_day(require_actor(), day)
     return "", 204
 
 
 @bp.get("/openapi.json")
+@policy("public")
 def openapi():
     return jsonify(document(dev_clock=current_app.config["GIAITRINH"].dev_clock))
 
@@ -271,11 +305,13 @@ def openapi():
 
 
 @dev_bp.get("/clock")
+@policy("dev")
 def get_clock():
     return jsonify({"now": _iso(clock.now())})
 
 
 @dev_bp.post("/clock")
+@policy("dev")
 def move_clock():
     data = body_object()
     if not isinstance(data.get("now"), str):

@@ -6,9 +6,13 @@ from functools import wraps
 from flask import Blueprint, g, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 
+from sqlalchemy import select
+
 from ..engine import accounts, db
 from ..engine.errors import Unauthenticated
 from ..engine.models import User
+from .limits import limiter, sign_in_limit
+from .policy import policy
 
 bp = Blueprint("auth", __name__)
 
@@ -34,7 +38,8 @@ def current_actor():
     if actor is None and session.get("user_id"):
         with db.read_only() as s:
             user = s.get(User, session["user_id"])
-            if user is not None and user.is_active and session.get("pw") == user.password_hash[-16:]:
+            if (user is not None and user.is_active and session.get("pw") == user.password_hash[-16:]
+                    and session.get("epoch") == user.session_epoch):
                 actor = accounts.actor_for(s, user)
             else:
                 session.clear()
@@ -65,26 +70,54 @@ def _safe_next(target: str | None) -> str:
 
 
 @bp.route("/dang-nhap", methods=["GET", "POST"])
+@policy("public")
+@limiter.shared_limit(sign_in_limit, scope="sign-in", methods=['POST'])
 def login():
-    error = None
     if request.method == "POST":
         username = (request.form.get("username") or "").strip()[:64]
-        password = request.form.get("password") or ""
-        with db.read_only() as s:
-            user = accounts.authenticate(s, username, password)
-            if user is not None:
+        password = (request.form.get("password") or "")[:256]
+        try:
+            user_id = accounts.sign_in(username, password)
+            with db.read_only() as s:
+                user = s.get(User, user_id)
                 session.clear()
                 session["user_id"] = user.id
-                # Changing the password ends every session signed with the old one.
+                # Changing the password, or "sign out everywhere", ends every older session.
                 session["pw"] = user.password_hash[-16:]
+                session["epoch"] = user.session_epoch
                 session.permanent = False
-                return redirect(_safe_next(request.args.get("next")))
+            return redirect(_safe_next(request.args.get("next")))
+        except accounts.SignInRefused as refused:
+            if refused.locked_until is not None:
+                error = _("Tài khoản tạm khóa do đăng nhập sai nhiều lần; hãy thử lại sau %(when)s.",
+                          when=format_local(refused.locked_until))
+                return render_template("auth/login.html", error=error, username=username), 429
         error = _("Sai tên đăng nhập hoặc mật khẩu.")
         return render_template("auth/login.html", error=error, username=username), 401
     return render_template("auth/login.html", error=None, username="")
 
 
 @bp.route("/dang-xuat", methods=["POST"])
+@policy("public")
 def logout():
     session.clear()
     return redirect(url_for("portal.home"))
+
+
+@bp.route("/dang-xuat-moi-noi", methods=["POST"])
+@policy("official")
+@login_required
+def logout_everywhere():
+    """End every session and API token of this account (a lost phone, a shared computer)."""
+    actor = require_actor()
+    with db.transaction() as s:
+        user = s.execute(select(User).where(User.username == actor.username)).scalar_one()
+        accounts.sign_out_everywhere(s, user)
+    session.clear()
+    return redirect(url_for("auth.login"))
+
+
+def format_local(when) -> str:
+    from ..engine import calendar as cal
+
+    return when.astimezone(cal.LOCAL_TZ).strftime("%H:%M %d/%m/%Y")

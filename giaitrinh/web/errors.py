@@ -47,7 +47,15 @@ def init_app(app) -> None:
     def _service(exc: ServiceError):
         if exc.status == 401 and not wants_json():
             return redirect(url_for("auth.login", next=request.full_path if request.method == "GET" else None))
-        return error_response(exc.status, exc.message, exc.fields, code=exc.code)
+        response = error_response(exc.status, exc.message, exc.fields, code=exc.code)
+        retry_after = exc.extra.get("retry_after")
+        if retry_after is not None:
+            from ..engine import clock
+
+            response = app.make_response(response)
+            seconds = max(1, int((retry_after - clock.wall_now()).total_seconds()))
+            response.headers["Retry-After"] = str(seconds)
+        return response
 
     @app.errorhandler(InvalidDefinition)
     def _bpmn(exc: InvalidDefinition):

@@ -62,6 +62,19 @@ EVENT = {
     "escalated": _l("Quá hạn: đã báo cáo lãnh đạo"),
     "incident": _l("Sự cố: bộ hẹn giờ lỗi nhiều lần"),
     "incident_retried": _l("Chạy lại sau sự cố"),
+    "personal_data_viewed": _l("Cán bộ xem thông tin cá nhân"),
+    "retention_purged": _l("Xóa thông tin cá nhân hết thời hạn lưu trữ"),
+}
+
+REDACTION = {
+    "requester_name": _l("Họ tên người yêu cầu"),
+    "requester_address": _l("Địa chỉ người yêu cầu"),
+    "requester_email": _l("Thư điện tử người yêu cầu"),
+    "requester_phone": _l("Số điện thoại người yêu cầu"),
+    "email": _l("Địa chỉ thư điện tử"),
+    "phone": _l("Số điện thoại"),
+    "id_number": _l("Số CCCD/CMND"),
+    "rule": _l("Quy tắc ẩn của quản trị viên"),
 }
 
 SUSPENSION_GROUND = {
@@ -105,6 +118,6 @@ def label(table: dict, key, default: str | None = None) -> str:
 
 def register(app) -> None:
     tables = {"status": STATUS, "step": STEP, "role": ROLE, "deadline": DEADLINE, "event": EVENT,
-              "suspension_ground": SUSPENSION_GROUND, "score": SCORE}
+              "suspension_ground": SUSPENSION_GROUND, "score": SCORE, "redaction": REDACTION}
     for name, table in tables.items():
         app.add_template_filter(lambda key, default=None, _t=table: label(_t, key, default), f"{name}_label")

@@ -10,6 +10,8 @@ from flask_babel import gettext as _
 
 from ..engine.errors import ServiceError, ValidationFailed
 from ..engine.services import requests as requests_service
+from .limits import limiter, submit_limit, track_limit
+from .policy import policy
 
 bp = Blueprint("portal", __name__)
 
@@ -31,6 +33,7 @@ def _tracking_url(code: str, token: str, **extra) -> str:
 
 
 @bp.get("/")
+@policy("public")
 def home():
     latest = requests_service.search_published(per_page=5)
     return render_template("portal/home.html", latest=latest["items"])
@@ -47,6 +50,8 @@ def _submission_payload(form) -> dict:
 
 
 @bp.route("/gui-yeu-cau", methods=["GET", "POST"])
+@policy("public")
+@limiter.shared_limit(submit_limit, scope="submission", methods=['POST'])
 def submit():
     units = requests_service.receiving_units()
     values: dict = {}
@@ -67,6 +72,8 @@ def submit():
 
 
 @bp.get("/tra-cuu")
+@policy("public")
+@limiter.shared_limit(track_limit, scope="tracking")
 def lookup():
     code = (request.args.get("code") or "").strip().upper()[:32]
     token = _token()
@@ -76,6 +83,8 @@ def lookup():
 
 
 @bp.get("/yeu-cau/<code>")
+@policy("token")
+@limiter.shared_limit(track_limit, scope="tracking")
 def track(code: str):
     code = _code(code)
     token = _token()
@@ -106,12 +115,16 @@ def _act(code: str, action, success: str):
 
 
 @bp.post("/yeu-cau/<code>/rut")
+@policy("token")
+@limiter.shared_limit(track_limit, scope="tracking")
 def withdraw(code: str):
     reason = (request.form.get("reason") or "").strip() or None
     return _act(code, lambda c, t: requests_service.withdraw(c, t, reason, None), _("Đã rút yêu cầu."))
 
 
 @bp.post("/yeu-cau/<code>/bo-sung")
+@policy("token")
+@limiter.shared_limit(track_limit, scope="tracking")
 def provide_info(code: str):
     content = (request.form.get("content") or "").replace("\r\n", "\n").strip()
     return _act(code, lambda c, t: requests_service.provide_info(c, t, content, None),
@@ -119,6 +132,8 @@ def provide_info(code: str):
 
 
 @bp.post("/yeu-cau/<code>/danh-gia")
+@policy("token")
+@limiter.shared_limit(track_limit, scope="tracking")
 def rate(code: str):
     raw = request.form.get("score") or ""
     score = int(raw) if raw.isdigit() else raw
@@ -127,6 +142,7 @@ def rate(code: str):
 
 
 @bp.get("/cong-khai")
+@policy("public")
 def published():
     q = (request.args.get("q") or "").strip()[:200]
     unit = (request.args.get("unit") or "").strip()[:32] or None
@@ -139,6 +155,7 @@ def published():
 
 
 @bp.get("/cong-khai/<code>")
+@policy("public")
 def published_one(code: str):
     item = requests_service.search_published_one(_code(code))
     if item is None:

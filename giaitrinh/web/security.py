@@ -20,10 +20,14 @@ def csrf_token() -> str:
 def _check_csrf() -> None:
     if request.method in SAFE_METHODS:
         return
-    # The JSON API authenticates with a bearer token or a tracking token, never the cookie.
     if request.blueprint in ("api", "dev") or request.path.startswith("/api/"):
-        return
-    sent = request.form.get("_csrf") or request.headers.get("X-CSRF-Token") or ""
+        # A bearer token or a tracking token cannot be sent by another site's page; the
+        # session cookie can, so an API call riding on it must carry the CSRF header too.
+        if request.headers.get("Authorization", "").lower().startswith("bearer ") or not session.get("user_id"):
+            return
+        sent = request.headers.get("X-CSRF-Token") or ""
+    else:
+        sent = request.form.get("_csrf") or request.headers.get("X-CSRF-Token") or ""
     expected = session.get("_csrf") or ""
     if not expected or not hmac.compare_digest(sent, expected):
         abort(400, description="Phiên làm việc đã hết hạn hoặc biểu mẫu không hợp lệ (CSRF check failed). Hãy tải lại trang.")

@@ -1,7 +1,7 @@
 """Supervisors and heads of unit: what is late, what is stuck, and the art. 14 actions on a case."""
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
 from ..engine.errors import ServiceError
@@ -9,6 +9,8 @@ from ..engine.services import requests as requests_service
 from ..engine.services import supervision
 from ..engine.services import tasks as tasks_service
 from .auth import login_required, require_actor
+from .feedback import run_and_flash
+from .policy import policy
 
 bp = Blueprint("supervise", __name__, url_prefix="/giam-sat")
 
@@ -22,6 +24,7 @@ FILTERS = {
 
 
 @bp.get("/")
+@policy("official")
 @login_required
 def dashboard():
     actor = require_actor()
@@ -36,6 +39,7 @@ def dashboard():
 
 
 @bp.get("/ho-so/<code>")
+@policy("official")
 @login_required
 def case(code: str):
     actor = require_actor()
@@ -51,17 +55,12 @@ def case(code: str):
 
 
 def _act(code: str, action, success: str):
-    try:
-        action()
-    except ServiceError as exc:
-        detail = "; ".join(exc.fields.values()) if exc.fields else exc.message
-        flash(_("Chưa thực hiện được: %(reason)s", reason=detail), "error")
-    else:
-        flash(success, "success")
+    run_and_flash(action, success)
     return redirect(url_for("supervise.case", code=code), 303)
 
 
 @bp.post("/ho-so/<code>/tam-dinh-chi")
+@policy("official")
 @login_required
 def suspend(code: str):
     ground = request.form.get("ground") or ""
@@ -71,6 +70,7 @@ def suspend(code: str):
 
 
 @bp.post("/ho-so/<code>/tiep-tuc")
+@policy("official")
 @login_required
 def resume(code: str):
     note = (request.form.get("note") or "").strip() or None
@@ -79,6 +79,7 @@ def resume(code: str):
 
 
 @bp.post("/ho-so/<code>/su-co/<int:job_id>/thu-lai")
+@policy("official")
 @login_required
 def retry_incident(code: str, job_id: int):
     note = (request.form.get("note") or "").strip() or None

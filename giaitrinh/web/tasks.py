@@ -8,6 +8,7 @@ from ..engine.errors import Conflict, Forbidden, ValidationFailed
 from ..engine.services import tasks as tasks_service
 from . import schema_form
 from .auth import login_required, require_actor
+from .policy import policy
 
 bp = Blueprint("tasks", __name__, url_prefix="/cong-viec")
 
@@ -21,6 +22,7 @@ def _page() -> int:
 
 
 @bp.get("/")
+@policy("official")
 @login_required
 def inbox():
     actor = require_actor()
@@ -46,12 +48,14 @@ def _render(task_id: str, values=None, errors=None, message=None, status=200):
 
 
 @bp.get("/<task_id>")
+@policy("official")
 @login_required
 def show(task_id: str):
     return _render(task_id)
 
 
 @bp.post("/<task_id>")
+@policy("official")
 @login_required
 def complete(task_id: str):
     actor = require_actor()
@@ -75,6 +79,7 @@ def complete(task_id: str):
 
 
 @bp.post("/<task_id>/nhan")
+@policy("official")
 @login_required
 def claim(task_id: str):
     try:

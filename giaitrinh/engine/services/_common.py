@@ -1,7 +1,7 @@
 """Helpers shared by the use cases: loading a request with its workflow, saving it back."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -10,7 +10,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from .. import calendar as cal
 from .. import audit, clock, projection, redaction, runtime
 from ..errors import Conflict, NotFound
-from ..models import Definition, Escalation, Job, Request, Task, Unit, WorkflowState
+from ..models import AuditEvent, Definition, Escalation, Job, RedactionRule, Request, Task, Unit, WorkflowState
 
 DEFAULT_PROCESS = "giai_trinh"
 
@@ -125,7 +125,7 @@ def apply_status_effects(session: Session, request: Request, old_status: str, da
         request.explanation = explanation
     if new == "published" and request.published_at is None:
         request.published_at = now
-        publish_redacted(request)
+        publish_redacted(session, request)
     if new in projection.CLOSED_STATUSES or main_ended:
         if not request.closed:
             request.closed = True
@@ -134,15 +134,50 @@ def apply_status_effects(session: Session, request: Request, old_status: str, da
         request.overdue = False
 
 
-def publish_redacted(request: Request) -> None:
+VIEW_AUDIT_WINDOW = timedelta(minutes=10)
+
+
+def record_personal_data_view(session: Session, request: Request, actor, where: str) -> None:
+    """Who looked at a requester's personal data, and where; one entry per person, case and
+    ten minutes, so a page reloaded twice does not flood the trail."""
+    if request.purged_at is not None or not getattr(actor, "is_official", False):
+        return
+    since = clock.now() - VIEW_AUDIT_WINDOW
+    recent = session.execute(
+        select(AuditEvent.id).where(AuditEvent.request_id == request.id, AuditEvent.action == "personal_data_viewed",
+                                    AuditEvent.actor == actor.username, AuditEvent.at >= since).limit(1)
+    ).first()
+    if recent is None:
+        audit.record(session, "personal_data_viewed", actor=actor.username, request_id=request.id, public=False,
+                     after={"where": where})
+
+
+def redaction_rules(session: Session) -> list[redaction.Rule]:
+    return [redaction.Rule(r.pattern, r.is_regex) for r in session.execute(
+        select(RedactionRule).where(RedactionRule.active.is_(True)).order_by(RedactionRule.id)).scalars()]
+
+
+def publication(session: Session, request: Request) -> dict:
+    """The answer as it will be published, and each piece of personal data taken out of it."""
     person = dict(name=request.requester_name, phone=request.requester_phone,
                   email=request.requester_email, address=request.requester_address)
+    rules = redaction_rules(session)
     explanation = request.explanation or {}
-    subject, n1 = redaction.redact(request.subject, **person)
-    legal, n2 = redaction.redact(explanation.get("legal_basis"), **person)
-    content, n3 = redaction.redact(explanation.get("content"), **person)
-    request.published_text = {"subject": subject, "legal_basis": legal, "content": content, "redactions": n1 + n2 + n3}
-    request.search_text = redaction.fold(" ".join([subject, legal, content, request.code]))
+    out: dict = {"removed_items": []}
+    for key, text in (("subject", request.subject), ("legal_basis", explanation.get("legal_basis")),
+                      ("content", explanation.get("content"))):
+        out[key], removed = redaction.redact_report(text, rules=rules, **person)
+        out["removed_items"].extend(removed)
+    out["removed"] = len(out["removed_items"])
+    return out
+
+
+def publish_redacted(session: Session, request: Request) -> None:
+    text = publication(session, request)
+    request.published_text = {"subject": text["subject"], "legal_basis": text["legal_basis"],
+                              "content": text["content"], "redactions": text["removed"]}
+    request.search_text = redaction.fold(" ".join([text["subject"], text["legal_basis"], text["content"],
+                                                   request.code]))
 
 
 def count(session: Session, query) -> int:

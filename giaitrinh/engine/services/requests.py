@@ -166,11 +166,14 @@ def timeline(session, request: Request) -> list[dict]:
 
 def view(code: str, token: str | None = None, actor: Actor | None = None) -> dict:
     """What the requester (or an official of the unit) sees of one request."""
-    with db.read_only() as session:
+    official = actor is not None and actor.is_official and not token
+    with (db.transaction() if official else db.read_only()) as session:
         request = _authorize(session, code, token, actor)
         result = public_summary(session, request)
         result["timeline"] = timeline(session, request)
         result["content"] = request.content
+        if official:
+            _common.record_personal_data_view(session, request, actor, "case")
         if actor is not None and actor.is_official or token:
             result["requester"] = {"name": request.requester_name, "address": request.requester_address,
                                    "phone": request.requester_phone, "email": request.requester_email,

@@ -191,23 +191,11 @@ def _draft(session, task: Task) -> dict | None:
     return draft or None
 
 
-def publication_preview(request: Request) -> dict:
-    """The text as it will be published, and what the redaction removed."""
-    person = dict(name=request.requester_name, phone=request.requester_phone,
-                  email=request.requester_email, address=request.requester_address)
-    explanation = request.explanation or {}
-    out = {"removed": 0}
-    for key, text in (("subject", request.subject), ("legal_basis", explanation.get("legal_basis")),
-                      ("content", explanation.get("content"))):
-        redacted, n = redaction.redact(text, **person)
-        out[key] = redacted
-        out["removed"] += n
-    return out
-
-
 def get_task(task_id: str, actor: Actor) -> dict:
-    with db.read_only() as session:
+    """The task with its case, including the requester's personal data: the look is audited."""
+    with db.transaction() as session:
         task = _task_row(session, task_id, actor)
+        _common.record_personal_data_view(session, task.request, actor, f"task:{task.step}")
         calendar = cal.load_calendar(session)
         result = task_summary(task, calendar)
         definition = session.get(Definition, task.request.definition_id)
@@ -234,7 +222,7 @@ def get_task(task_id: str, actor: Actor) -> dict:
         if request.explanation is None and task.step != "explain":
             result["draft"] = _draft(session, task)
         if task.step == "publish" or meta.get("form") == "publish.json":
-            result["preview"] = publication_preview(request)
+            result["preview"] = _common.publication(session, request)
         return result
 
 

@@ -23,7 +23,7 @@ from uuid import UUID
 from lxml import etree
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
-from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter
+from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter, WorkflowConverter
 from SpiffWorkflow.bpmn.specs.event_definitions import timer as _spiff_timer
 from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
@@ -57,9 +57,11 @@ class _SpecFreeWorkflowConverter(BpmnWorkflowConverter):
     """Serializes a workflow without its spec; the spec comes from the definition cache."""
 
     def to_dict(self, workflow):
-        dct = super().to_dict(workflow)
-        dct.pop("spec", None)
-        dct.pop("subprocess_specs", None)
+        # BpmnWorkflowConverter.to_dict would convert the whole spec only for it to be
+        # dropped here (40% of a dump); build the same dict without it.
+        dct = WorkflowConverter.to_dict(self, workflow)
+        dct["subprocesses"] = self.mapping_to_dict(workflow.subprocesses)
+        dct["bpmn_events"] = self.registry.convert(workflow.bpmn_events)
         return dct
 
     def from_dict(self, dct, spec=None, subprocess_specs=None):

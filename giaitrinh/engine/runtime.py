@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections import OrderedDict
 from copy import deepcopy
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -141,6 +142,7 @@ class Running:
 
     workflow: BpmnWorkflow
     manifest: dict
+    sha256: str | None = None  # of the definition it runs, so a saved object can be kept
 
 
 def start(definition, data: dict, calendar: cal.WorkingCalendar) -> Running:
@@ -149,7 +151,7 @@ def start(definition, data: dict, calendar: cal.WorkingCalendar) -> Running:
     start_task = wf.get_tasks(state=TaskState.READY)[0]
     start_task.data.update(deepcopy(data))
     step(wf)
-    return Running(wf, definition.manifest)
+    return Running(wf, definition.manifest, definition.sha256)
 
 
 def load(definition, state: str, calendar: cal.WorkingCalendar) -> Running:
@@ -158,11 +160,69 @@ def load(definition, state: str, calendar: cal.WorkingCalendar) -> Running:
     _serializer.migrate(dct)
     wf = _serializer.from_dict(dct, spec=spec, subprocess_specs=subprocess_specs)
     wf.script_engine = script_engine(calendar)
-    return Running(wf, definition.manifest)
+    return Running(wf, definition.manifest, definition.sha256)
 
 
 def dump(running: Running) -> str:
     return _serializer.serialize_json(running.workflow)
+
+
+# -- live workflows kept between use cases ----------------------------------------------
+#
+# Deserializing an instance costs more than running a step of it. A process keeps the
+# workflow objects it saved last, keyed by request, beside the exact state text it wrote
+# and the row version that write produced. A later use case takes the object only if the
+# row still holds that version and that text: any other writer (another process, a
+# restore, a different database at the same URL) changes one of them and the state is
+# deserialized as before. An entry is removed when taken and put back only after the
+# transaction that saved it committed, so a rolled-back use case never leaves a mutated
+# object behind, and two threads never share one.
+
+LIVE_CACHE_SIZE = 512
+
+
+@dataclass
+class _Live:
+    version: int
+    state: str
+    sha256: str
+    workflow: BpmnWorkflow
+
+
+_live: OrderedDict[Any, _Live] = OrderedDict()
+_live_lock = threading.Lock()
+
+
+def keep_live(key, version: int | None, state: str, running: Running) -> None:
+    """Remember a saved workflow; call only once the transaction that wrote ``state`` committed."""
+    if version is None or running.sha256 is None:
+        return
+    with _live_lock:
+        _live[key] = _Live(version, state, running.sha256, running.workflow)
+        _live.move_to_end(key)
+        while len(_live) > LIVE_CACHE_SIZE:
+            _live.popitem(last=False)
+
+
+def forget_live(key=None) -> None:
+    with _live_lock:
+        if key is None:
+            _live.clear()
+        else:
+            _live.pop(key, None)
+
+
+def load_live(key, version: int, definition, state: str, calendar: cal.WorkingCalendar) -> Running:
+    """``load``, reusing this process's own object when the row is exactly as it saved it."""
+    with _live_lock:
+        entry = _live.pop(key, None)
+    if entry is not None and entry.version == version and entry.sha256 == definition.sha256 \
+            and entry.state == state:
+        wf = entry.workflow
+        # The script engine is not part of the state: set it on every load, from today's calendar.
+        wf.script_engine = script_engine(calendar)
+        return Running(wf, definition.manifest, definition.sha256)
+    return load(definition, state, calendar)
 
 
 def step(wf: BpmnWorkflow) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -30,24 +30,66 @@ def request_for_update(session: Session, code: str) -> Request:
     return request
 
 
+# Workflows saved in a transaction, handed to runtime's live cache once it commits.
+_SAVED = "giaitrinh_saved_workflows"
+
+
+def _live_key(session: Session, request_id: int):
+    return (str(session.get_bind().url), request_id)
+
+
 def load_running(session: Session, request: Request) -> tuple[runtime.Running, WorkflowState]:
     state = session.get(WorkflowState, request.id)
     definition = session.get(Definition, request.definition_id)
-    return runtime.load(definition, state.state, cal.load_calendar(session)), state
+    running = runtime.load_live(_live_key(session, request.id), state.version, definition, state.state,
+                                cal.load_calendar(session))
+    return running, state
+
+
+def remember_saved(session: Session, request_id: int, state: WorkflowState, text: str,
+                   running: runtime.Running) -> None:
+    """Offer a just-written workflow to the live cache when (and only if) this transaction commits.
+
+    ``text`` must be what ``runtime.dump`` made of ``running`` with no change since.
+    """
+    session.info.setdefault(_SAVED, {})[_live_key(session, request_id)] = (state, text, running)
+
+
+@event.listens_for(Session, "after_commit")
+def _keep_saved(session: Session) -> None:
+    for key, (state, text, running) in session.info.pop(_SAVED, {}).items():
+        values = state.__dict__  # never trigger a load here: no SQL after commit
+        # A state rewritten or expired since (a later save, a savepoint rolled back) is not kept.
+        if values.get("state") is text:
+            runtime.keep_live(key, values.get("version"), text, running)
+
+
+@event.listens_for(Session, "after_rollback")
+@event.listens_for(Session, "after_soft_rollback")
+def _drop_saved(session: Session, *_args) -> None:
+    session.info.pop(_SAVED, None)
 
 
 def save_running(session: Session, request: Request, running: runtime.Running, state: WorkflowState,
                  actor: str = "system") -> list[Task]:
-    """Store the workflow and its projection; a concurrent writer makes this a 409."""
-    state.state = runtime.dump(running)
+    """Store the workflow and its projection; a concurrent writer makes this a 409.
+
+    The workflow must not change after this call: once the transaction commits, this
+    process keeps the object for the request's next use case.
+    """
     opened = projection.sync(session, request, running)
     for task in opened:
         if task.step.startswith("escalate"):
             raise_escalation(session, request, running, task)
+    # Dumped after the projection read it: reading a timer may fix its due time in the
+    # workflow, and the kept object must be exactly what the row holds.
+    text = runtime.dump(running)
+    state.state = text
     try:
         session.flush()
     except StaleDataError:
         raise Conflict("yêu cầu vừa được người khác cập nhật, hãy tải lại (modified concurrently)") from None
+    remember_saved(session, request.id, state, text, running)
     return opened
 
 

@@ -117,9 +117,11 @@ def submit(payload: Any, actor: Actor | None = None) -> dict:
         data = {"periods": definition.manifest["periods"], "deadlines": {}, "extensions_used": 0,
                 "request": {"code": code, "unit": unit_code}}
         running = runtime.start(definition, data, cal.load_calendar(session))
-        state = WorkflowState(request_id=request.id, definition_id=definition.id, state=runtime.dump(running))
-        session.add(state)
         projection.sync(session, request, running)
+        text = runtime.dump(running)
+        state = WorkflowState(request_id=request.id, definition_id=definition.id, state=text)
+        session.add(state)
+        _common.remember_saved(session, request.id, state, text, running)
         audit.record(session, "submitted", actor=actor.username if actor else "citizen", request_id=request.id,
                      after={"status": request.status, "deadlines": request.deadlines, "channel": channel})
         result = {"code": code, "token": token, "status": request.status, "received_at": iso(now),

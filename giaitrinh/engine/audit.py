@@ -41,6 +41,27 @@ def compute_hash(event: AuditEvent) -> str:
     return hashlib.sha256(_canonical(event)).hexdigest()
 
 
+_HEAD = "giaitrinh_audit_head"
+
+
+def _locked_head(session: Session) -> AuditHead:
+    """The chain's head row, locked once per transaction and reused for its further events.
+
+    The lock is held until the transaction ends, so no other writer can move the head
+    in between; a new transaction (or one rolled back) reads and locks it again.
+    """
+    transaction = session.get_transaction()
+    cached = session.info.get(_HEAD)
+    if cached is not None and transaction is not None and cached[0] is transaction and cached[1] in session:
+        return cached[1]
+    head = session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update()).scalar_one_or_none()
+    if head is None:
+        head = AuditHead(id=1, last_hash=GENESIS, count=0)
+        session.add(head)
+    session.info[_HEAD] = (transaction, head)
+    return head
+
+
 def record(
     session: Session,
     action: str,
@@ -55,10 +76,7 @@ def record(
     at: datetime | None = None,
 ) -> AuditEvent:
     """Append one event in the caller's transaction."""
-    head = session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update()).scalar_one_or_none()
-    if head is None:
-        head = AuditHead(id=1, last_hash=GENESIS, count=0)
-        session.add(head)
+    head = _locked_head(session)
     when = (at or clock.now()).astimezone(timezone.utc)
     event = AuditEvent(
         request_id=request_id,

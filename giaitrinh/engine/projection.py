@@ -64,6 +64,7 @@ def sync(session: Session, request: Request, running: runtime.Running) -> list[T
         for t in session.execute(select(Task).where(Task.request_id == request.id, Task.status == OPEN_TASK)).scalars()
     }
     opened: list[Task] = []
+    open_rows: dict[str, Task] = {}  # the row of every ready task, read or just added
     for task_id, spiff_task in ready.items():
         meta = manifest["tasks"].get(spiff_task.task_spec.bpmn_id, {})
         due = due_by_task.get(spiff_task.task_spec.bpmn_id)
@@ -84,6 +85,7 @@ def sync(session: Session, request: Request, running: runtime.Running) -> list[T
         elif due is not None:
             # A fired (non-interrupting) deadline leaves the task due when it was: it is late, not undated.
             row.due_at = due
+        open_rows[task_id] = row
     for row in rows.values():  # no longer ready: cancelled by the flow (e.g. an interrupting event)
         row.status = "cancelled"
         row.completed_at = now
@@ -99,7 +101,7 @@ def sync(session: Session, request: Request, running: runtime.Running) -> list[T
         "needs_info" if status == "needs_info" else None)
     request.assignee = None
     for t in main_steps:
-        row = session.get(Task, str(t.id))
+        row = open_rows.get(str(t.id))
         if row is not None and row.assignee:
             request.assignee = row.assignee
     request.extended = bool(data.get("extensions_used"))

@@ -38,9 +38,31 @@ def _live_key(session: Session, request_id: int):
     return (str(session.get_bind().url), request_id)
 
 
+_PINNED = "giaitrinh_pinned"
+
+
+def pinned_get(session: Session, model, key):
+    """``session.get`` that keeps the object for the rest of the session.
+
+    The identity map holds objects weakly: a definition or unit read by one helper is
+    gone by the time the next helper of the same use case asks, and is fetched again.
+    """
+    pinned = session.info.setdefault(_PINNED, {})
+    obj = pinned.get((model, key))
+    if obj is None:
+        obj = session.get(model, key)
+        if obj is not None:
+            pinned[(model, key)] = obj
+    return obj
+
+
+def definition(session: Session, definition_id: int) -> Definition:
+    return pinned_get(session, Definition, definition_id)
+
+
 def load_running(session: Session, request: Request) -> tuple[runtime.Running, WorkflowState]:
     state = session.get(WorkflowState, request.id)
-    definition = session.get(Definition, request.definition_id)
+    definition = pinned_get(session, Definition, request.definition_id)
     running = runtime.load_live(_live_key(session, request.id), state.version, definition, state.state,
                                 cal.load_calendar(session))
     return running, state
@@ -139,7 +161,7 @@ def deployed_definition(session: Session, key: str = DEFAULT_PROCESS) -> Definit
 
 
 def unit_name(session: Session, code: str) -> str:
-    unit = session.get(Unit, code)
+    unit = pinned_get(session, Unit, code)
     return unit.name if unit else code
 
 

@@ -9,7 +9,7 @@ from sqlalchemy import and_, false, or_, select
 from .. import audit, calendar as cal, clock, db, forms, projection, redaction, runtime
 from ..accounts import ALL_UNITS, Actor
 from ..errors import Conflict, Forbidden, NotFound, ValidationFailed
-from ..models import Definition, Escalation, Membership, Request, Task, Unit, User
+from ..models import Escalation, Membership, Request, Task, Unit, User
 from . import _common
 from ._common import iso
 
@@ -111,11 +111,15 @@ def list_tasks(actor: Actor, scope: str = "unit", request_code: str | None = Non
             query = query.where(Task.due_at < now)
         elif overdue is False:
             query = query.where(or_(Task.due_at.is_(None), Task.due_at >= now))
-        total = _common.count(session, query)
         rows = session.execute(
             query.order_by(Task.due_at.is_(None), Task.due_at, Task.created_at, Task.id)
             .offset((page - 1) * per_page).limit(per_page)
         ).scalars().all()
+        if 0 < len(rows) < per_page or (page == 1 and not rows):
+            # The last page, read in the same snapshot: the total needs no second query.
+            total = (page - 1) * per_page + len(rows)
+        else:
+            total = _common.count(session, query)
         calendar = cal.load_calendar(session)
         return {"items": [task_summary(t, calendar, now) for t in rows], "total": total,
                 "page": page, "per_page": per_page}
@@ -130,7 +134,7 @@ def _officials_of(session, unit_code: str) -> list[tuple[str, str]]:
     code: str | None = unit_code
     while code and code not in ancestors:
         ancestors.append(code)
-        unit = session.get(Unit, code)
+        unit = _common.pinned_get(session, Unit, code)
         code = unit.parent_code if unit else None
     rows = session.execute(
         select(User).join(Membership, Membership.user_id == User.id)
@@ -142,7 +146,7 @@ def _officials_of(session, unit_code: str) -> list[tuple[str, str]]:
 
 
 def _form_for(session, task: Task) -> dict:
-    definition = session.get(Definition, task.request.definition_id)
+    definition = _common.definition(session, task.request.definition_id)
     meta = definition.manifest["tasks"].get(task.step, {})
     schema = definition.manifest["forms"].get(meta.get("form"), {"type": "object", "properties": {}})
     return forms.with_options(schema, {"unit_officials": lambda: _officials_of(session, task.unit_code)})
@@ -210,7 +214,7 @@ def get_task(task_id: str, actor: Actor) -> dict:
         task = _task_row(session, task_id, actor)
         calendar = cal.load_calendar(session)
         result = task_summary(task, calendar)
-        definition = session.get(Definition, task.request.definition_id)
+        definition = _common.definition(session, task.request.definition_id)
         meta = definition.manifest["tasks"].get(task.step, {})
         result["form"] = _form_for(session, task)
         result["instructions"] = meta.get("instructions", "")
@@ -329,7 +333,7 @@ def complete(task_id: str, data: Any, actor: Actor) -> dict:
         fields = forms.validate(schema, data)
         if fields:
             raise ValidationFailed("biểu mẫu chưa hợp lệ (invalid form)", fields)
-        definition = session.get(Definition, request.definition_id)
+        definition = _common.definition(session, request.definition_id)
         meta = definition.manifest["tasks"].get(task.step, {})
         running, state = _common.load_running(session, request)
         filled = _fill_defaults(schema, data)

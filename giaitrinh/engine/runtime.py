@@ -229,11 +229,24 @@ def step(wf: BpmnWorkflow) -> None:
     """Run engine tasks until only human tasks and waiting events remain.
 
     Run twice: a timer that fires at the end of ``do_engine_steps`` leaves its
-    successor READY.
+    successor READY. The second round is skipped when that final refresh fired
+    nothing, since it would then find nothing to do (it walks the whole task tree
+    three times to find that out). SpiffWorkflow is pinned: ``_do_engine_steps`` is
+    the loop body of ``do_engine_steps``.
     """
-    wf.do_engine_steps()
+    while wf._do_engine_steps():
+        pass
+    if not _refresh_timers(wf):
+        return
     wf.refresh_timers()
     wf.do_engine_steps()
+
+
+def _refresh_timers(wf: BpmnWorkflow) -> bool:
+    """``wf.refresh_timers()``; True if it changed the state of a waiting event."""
+    before = [(task, task.state) for task in wf.event_manager.tasks.values()]
+    wf.refresh_timers()
+    return any(task.state != state for task, state in before) or len(wf.event_manager.tasks) != len(before)
 
 
 def ready_human_tasks(wf: BpmnWorkflow):

@@ -42,6 +42,7 @@ def compute_hash(event: AuditEvent) -> str:
 
 
 _HEAD = "giaitrinh_audit_head"
+_HEAD_QUERY = select(AuditHead).where(AuditHead.id == 1).with_for_update()
 
 
 def _locked_head(session: Session) -> AuditHead:
@@ -54,7 +55,9 @@ def _locked_head(session: Session) -> AuditHead:
     cached = session.info.get(_HEAD)
     if cached is not None and transaction is not None and cached[0] is transaction and cached[1] in session:
         return cached[1]
-    head = session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update()).scalar_one_or_none()
+    # What the use case changed so far does not bear on the head: no autoflush for it.
+    with session.no_autoflush:
+        head = session.execute(_HEAD_QUERY).scalar_one_or_none()
     if head is None:
         head = AuditHead(id=1, last_hash=GENESIS, count=0)
         session.add(head)

@@ -29,6 +29,14 @@ def _parse(value) -> datetime | None:
 
 def sync(session: Session, request: Request, running: runtime.Running) -> list[Task]:
     """Bring the request's rows in line with its workflow; returns newly opened tasks."""
+    # One flush of what the use case changed so far, then none for each query below:
+    # nothing this function adds changes what its later queries select.
+    session.flush()
+    with session.no_autoflush:
+        return _sync(session, request, running)
+
+
+def _sync(session: Session, request: Request, running: runtime.Running) -> list[Task]:
     now = clock.now()
     manifest = running.manifest
     wf = running.workflow

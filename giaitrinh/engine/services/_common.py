@@ -50,7 +50,8 @@ def pinned_get(session: Session, model, key):
     pinned = session.info.setdefault(_PINNED, {})
     obj = pinned.get((model, key))
     if obj is None:
-        obj = session.get(model, key)
+        with session.no_autoflush:  # only ever used for rows no use case creates on the way
+            obj = session.get(model, key)
         if obj is not None:
             pinned[(model, key)] = obj
     return obj

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session, lazyload
 
 from . import calendar as cal
 from . import clock, runtime
@@ -16,6 +16,13 @@ from .models import Job, Request, Task
 
 CLOSED_STATUSES = {"refused", "redirected", "published", "terminated"}
 OPEN_TASK = "open"
+
+# Built once: building a statement costs more than SQLite running it. The request is
+# already in the session, so the tasks' joined load of it is left out.
+_WAITING_TIMER_JOBS = select(Job).where(
+    Job.request_id == bindparam("request_id"), Job.kind == "timer", Job.status.in_(("waiting", "paused")))
+_OPEN_TASKS = select(Task).where(
+    Task.request_id == bindparam("request_id"), Task.status == OPEN_TASK).options(lazyload(Task.request))
 
 
 def _parse(value) -> datetime | None:
@@ -46,9 +53,7 @@ def _sync(session: Session, request: Request, running: runtime.Running) -> list[
     due_by_task: dict[str, datetime] = {}
     existing_jobs = {
         j.spiff_task_id: j
-        for j in session.execute(
-            select(Job).where(Job.request_id == request.id, Job.kind == "timer", Job.status.in_(("waiting", "paused")))
-        ).scalars()
+        for j in session.execute(_WAITING_TIMER_JOBS, {"request_id": request.id}).scalars()
     }
     for timer in timers:
         if timer.attached_to:
@@ -69,7 +74,7 @@ def _sync(session: Session, request: Request, running: runtime.Running) -> list[
     ready = {str(t.id): t for t in runtime.ready_human_tasks(wf)}
     rows = {
         t.id: t
-        for t in session.execute(select(Task).where(Task.request_id == request.id, Task.status == OPEN_TASK)).scalars()
+        for t in session.execute(_OPEN_TASKS, {"request_id": request.id}).scalars()
     }
     opened: list[Task] = []
     open_rows: dict[str, Task] = {}  # the row of every ready task, read or just added

@@ -325,7 +325,9 @@ def complete(task_id: str, data: Any, actor: Actor) -> dict:
                                {"data": "Dữ liệu biểu mẫu phải là một đối tượng JSON (expected an object)."})
     with db.transaction() as session:
         task = _task_row(session, task_id, actor, lock=True)
-        request = _common.request_for_update(session, task.request.code)
+        # SQLite's BEGIN IMMEDIATE already holds the database's one write lock and the
+        # task's row came with its request: a second read would return the same object.
+        request = task.request if db.is_sqlite() else _common.request_for_update(session, task.request.code)
         _check_actionable(task, actor)
         if request.suspended_at is not None:
             raise Conflict("yêu cầu đang tạm đình chỉ giải trình (request suspended)")

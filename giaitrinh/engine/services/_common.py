@@ -1,14 +1,18 @@
 """Helpers shared by the use cases: loading a request with its workflow, saving it back."""
 from __future__ import annotations
 
+import threading
+import weakref
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import event, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, undefer
 from sqlalchemy.orm.exc import StaleDataError
 
 from .. import calendar as cal
-from .. import audit, clock, projection, redaction, runtime
+from .. import audit, clock, db, projection, redaction, runtime
 from ..errors import Conflict, NotFound
 from ..models import Definition, Escalation, Job, Request, Task, Unit, WorkflowState
 
@@ -57,14 +61,45 @@ def pinned_get(session: Session, model, key):
     return obj
 
 
-def definition(session: Session, definition_id: int) -> Definition:
-    return pinned_get(session, Definition, definition_id)
+@dataclass(frozen=True)
+class DefinitionVersion:
+    """The immutable part of a ``definitions`` row: what running a request needs of it."""
+
+    id: int
+    key: str
+    version: int
+    sha256: str
+    bpmn_xml: str
+    manifest: dict[str, Any]
+
+
+# Per database engine (init_db makes a new one), definition id -> its immutable content.
+# A deployed version never changes (a change is a new version), so nothing invalidates it;
+# its status (deployed, retired) is not part of it and is always read from the row.
+_definitions: "weakref.WeakKeyDictionary[Any, dict[int, DefinitionVersion]]" = weakref.WeakKeyDictionary()
+_definitions_lock = threading.Lock()
+
+
+def definition(session: Session, definition_id: int) -> DefinitionVersion:
+    """The definition a request is pinned to, read from the database once per process."""
+    engine = db.get_engine()
+    cached = _definitions.get(engine, {}).get(definition_id)
+    if cached is not None:
+        return cached
+    with session.no_autoflush:
+        row = session.get(Definition, definition_id, options=[undefer(Definition.bpmn_xml)])
+    if row is None:
+        raise NotFound("không có quy trình này (unknown definition)")
+    cached = DefinitionVersion(row.id, row.key, row.version, row.sha256, row.bpmn_xml, row.manifest)
+    with _definitions_lock:
+        _definitions.setdefault(engine, {})[definition_id] = cached
+    return cached
 
 
 def load_running(session: Session, request: Request) -> tuple[runtime.Running, WorkflowState]:
     state = session.get(WorkflowState, request.id)
-    definition = pinned_get(session, Definition, request.definition_id)
-    running = runtime.load_live(_live_key(session, request.id), state.version, definition, state.state,
+    running = runtime.load_live(_live_key(session, request.id), state.version,
+                                definition(session, request.definition_id), state.state,
                                 cal.load_calendar(session))
     return running, state
 

@@ -128,9 +128,21 @@ def _drop_saved(session: Session, *_args) -> None:
     session.info.pop(_SAVED, None)
 
 
+def flush(session: Session) -> None:
+    """Write what the use case changed so far; a concurrent writer of the state makes this a 409."""
+    try:
+        session.flush()
+    except StaleDataError:
+        raise Conflict("yêu cầu vừa được người khác cập nhật, hãy tải lại (modified concurrently)") from None
+
+
 def save_running(session: Session, request: Request, running: runtime.Running, state: WorkflowState,
-                 actor: str = "system") -> list[Task]:
+                 actor: str = "system", flush_now: bool = True) -> list[Task]:
     """Store the workflow and its projection; a concurrent writer makes this a 409.
+
+    With ``flush_now=False`` the caller promises to call ``flush`` itself before its
+    transaction ends (so the 409 is still raised), letting the rest of its writes go
+    out in the same flush.
 
     The workflow must not change after this call: once the transaction commits, this
     process keeps the object for the request's next use case.
@@ -143,10 +155,8 @@ def save_running(session: Session, request: Request, running: runtime.Running, s
     # workflow, and the kept object must be exactly what the row holds.
     text = runtime.dump(running)
     state.state = text
-    try:
-        session.flush()
-    except StaleDataError:
-        raise Conflict("yêu cầu vừa được người khác cập nhật, hãy tải lại (modified concurrently)") from None
+    if flush_now:
+        flush(session)
     remember_saved(session, request.id, state, text, running)
     return opened
 

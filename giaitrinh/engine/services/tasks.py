@@ -353,7 +353,7 @@ def complete(task_id: str, data: Any, actor: Actor) -> dict:
         task.completed_by = actor.username
         task.assignee = task.assignee or actor.username
         task.data = deepcopy(data)
-        opened = _common.save_running(session, request, running, state)
+        opened = _common.save_running(session, request, running, state, flush_now=False)
         status, wf_data, main_ended = runtime.current_position(running)
         _common.apply_status_effects(session, request, before, wf_data if status else filled, main_ended)
         if task.step.startswith("escalate"):
@@ -368,6 +368,7 @@ def complete(task_id: str, data: Any, actor: Actor) -> dict:
         for action, note, public in _events_for(task.step, data, before, request):
             audit.record(session, action, actor=actor.username, request_id=request.id, step=task.step,
                          note=note, public=public, after={"status": request.status, "deadlines": request.deadlines})
+        _common.flush(session)  # the state, projection, effects and audit in one go
         calendar = cal.load_calendar(session)
         from .requests import public_summary
         result = {"request": public_summary(session, request),

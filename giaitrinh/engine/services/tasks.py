@@ -136,13 +136,20 @@ def _officials_of(session, unit_code: str) -> list[tuple[str, str]]:
         ancestors.append(code)
         unit = _common.pinned_get(session, Unit, code)
         code = unit.parent_code if unit else None
+    # Two columns, not User entities: those would also load every user's memberships.
     rows = session.execute(
-        select(User).join(Membership, Membership.user_id == User.id)
+        select(User.id, User.username, User.full_name).join(Membership, Membership.user_id == User.id)
         .where(Membership.role == "official", User.is_active.is_(True),
                or_(Membership.unit_code.in_(ancestors), Membership.unit_code.is_(None)))
         .order_by(User.full_name)
-    ).scalars().unique().all()
-    return [(u.username, u.full_name) for u in rows]
+    ).all()
+    seen: set[int] = set()
+    officials = []
+    for user_id, username, full_name in rows:  # one row per matching membership
+        if user_id not in seen:
+            seen.add(user_id)
+            officials.append((username, full_name))
+    return officials
 
 
 def _form_for(session, task: Task) -> dict:

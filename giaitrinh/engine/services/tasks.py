@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from copy import deepcopy
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import and_, false, or_, select
+from sqlalchemy import and_, bindparam, false, func, or_, select
 
 from .. import audit, calendar as cal, clock, db, forms, projection, redaction, runtime
 from ..accounts import ALL_UNITS, Actor
@@ -30,9 +31,9 @@ REFUSAL_GROUNDS = {
 # -- who may see and act --------------------------------------------------------------
 
 
-def _visible_condition(actor: Actor):
+def _visible_condition(actor: Actor, username=None):
     """Open tasks the actor may act on: a candidate role in the task's unit, or assigned to them."""
-    conditions = [Task.assignee == actor.username]
+    conditions = [Task.assignee == (actor.username if username is None else username)]
     for role, units in actor.roles.items():
         if ALL_UNITS in units:
             conditions.append(Task.candidate_role == role)
@@ -90,39 +91,57 @@ def list_tasks(actor: Actor, scope: str = "unit", request_code: str | None = Non
         raise ValidationFailed("phạm vi không hợp lệ (invalid scope)", {"scope": "mine, unit hoặc all"})
     if not actor.is_official:
         raise Forbidden("chỉ cán bộ mới có hộp công việc (officials only)")
+    if scope == "all" and not any(actor.roles.get(r) for r in SUPERVISING_ROLES):
+        raise Forbidden("chỉ lãnh đạo, thanh tra mới xem toàn bộ (supervisors only)")
     now = clock.now()
+    roles_key = tuple(sorted((role, tuple(sorted(units))) for role, units in actor.roles.items()))
+    overdue = True if overdue is True else False if overdue is False else None
+    query = _inbox_query(scope, roles_key, bool(request_code), bool(step), overdue)
+    params = {"username": actor.username, "request_code": request_code, "step": step, "now": now}
     with db.read_only() as session:
-        query = select(Task).where(Task.status == projection.OPEN_TASK)
-        if scope == "mine":
-            query = query.where(Task.assignee == actor.username)
-        elif scope == "unit":
-            query = query.where(_visible_condition(actor))
-        else:
-            if not any(actor.roles.get(r) for r in SUPERVISING_ROLES):
-                raise Forbidden("chỉ lãnh đạo, thanh tra mới xem toàn bộ (supervisors only)")
-            condition = _supervised_condition(actor)
-            if condition is not None:
-                query = query.where(condition)
-        if request_code:
-            query = query.join(Request, Request.id == Task.request_id).where(Request.code == request_code)
-        if step:
-            query = query.where(Task.step == step)
-        if overdue is True:
-            query = query.where(Task.due_at < now)
-        elif overdue is False:
-            query = query.where(or_(Task.due_at.is_(None), Task.due_at >= now))
         rows = session.execute(
-            query.order_by(Task.due_at.is_(None), Task.due_at, Task.created_at, Task.id)
-            .offset((page - 1) * per_page).limit(per_page)
+            query.order_by(*_URGENCY).offset((page - 1) * per_page).limit(per_page), params
         ).scalars().all()
         if 0 < len(rows) < per_page or (page == 1 and not rows):
             # The last page, read in the same snapshot: the total needs no second query.
             total = (page - 1) * per_page + len(rows)
         else:
-            total = _common.count(session, query)
+            total = session.execute(
+                select(func.count()).select_from(query.subquery()), params).scalar_one()
         calendar = cal.load_calendar(session)
         return {"items": [task_summary(t, calendar, now) for t in rows], "total": total,
                 "page": page, "per_page": per_page}
+
+
+_URGENCY = (Task.due_at.is_(None), Task.due_at, Task.created_at, Task.id)
+
+
+@lru_cache(maxsize=512)
+def _inbox_query(scope: str, roles_key: tuple, by_code: bool, by_step: bool, overdue: bool | None):
+    """The inbox statement for one shape of question, built once: building it cost more than running it.
+
+    Who asks and the values asked for are bind parameters (username, request_code, step, now);
+    the actor's roles and units shape the statement and are part of the key.
+    """
+    actor = Actor(username="", roles={role: frozenset(units) for role, units in roles_key})
+    query = select(Task).where(Task.status == projection.OPEN_TASK)
+    if scope == "mine":
+        query = query.where(Task.assignee == bindparam("username"))
+    elif scope == "unit":
+        query = query.where(_visible_condition(actor, bindparam("username")))
+    else:
+        condition = _supervised_condition(actor)
+        if condition is not None:
+            query = query.where(condition)
+    if by_code:
+        query = query.join(Request, Request.id == Task.request_id).where(Request.code == bindparam("request_code"))
+    if by_step:
+        query = query.where(Task.step == bindparam("step"))
+    if overdue is True:
+        query = query.where(Task.due_at < bindparam("now"))
+    elif overdue is False:
+        query = query.where(or_(Task.due_at.is_(None), Task.due_at >= bindparam("now")))
+    return query
 
 
 # -- one task ---------------------------------------------------------------------------

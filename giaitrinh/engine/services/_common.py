@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import event, func, select
+from sqlalchemy import bindparam, event, func, select
 from sqlalchemy.orm import Session, undefer
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -196,11 +196,12 @@ def raise_escalation(session: Session, request: Request, running: runtime.Runnin
     return escalation
 
 
+_DEPLOYED = (select(Definition).where(Definition.key == bindparam("key"), Definition.status == "deployed")
+             .order_by(Definition.version.desc()).limit(1))
+
+
 def deployed_definition(session: Session, key: str = DEFAULT_PROCESS) -> Definition:
-    definition = session.execute(
-        select(Definition).where(Definition.key == key, Definition.status == "deployed")
-        .order_by(Definition.version.desc()).limit(1)
-    ).scalar_one_or_none()
+    definition = session.execute(_DEPLOYED, {"key": key}).scalar_one_or_none()
     if definition is None:
         raise NotFound(f"quy trình {key} chưa được triển khai (process not deployed)")
     return definition

@@ -5,7 +5,7 @@ import hmac
 import secrets
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from .. import audit, calendar as cal, clock, db, forms, projection, redaction, runtime
 from ..accounts import Actor, hash_secret
@@ -68,9 +68,12 @@ def receiving_units() -> list[tuple[str, str]]:
         return [(u.code, u.name) for u in session.execute(select(Unit).order_by(Unit.code)).scalars()]
 
 
+_COUNTER_FOR_UPDATE = select(Counter).where(Counter.name == bindparam("name")).with_for_update()
+
+
 def _next_code(session, year: int) -> str:
     name = f"request:{year}"
-    counter = session.execute(select(Counter).where(Counter.name == name).with_for_update()).scalar_one_or_none()
+    counter = session.execute(_COUNTER_FOR_UPDATE, {"name": name}).scalar_one_or_none()
     if counter is None:
         counter = Counter(name=name, value=0)
         session.add(counter)

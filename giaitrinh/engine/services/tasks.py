@@ -178,13 +178,14 @@ def _form_for(session, task: Task) -> dict:
     return forms.with_options(schema, {"unit_officials": lambda: _officials_of(session, task.unit_code)})
 
 
+_TASK = select(Task).where(Task.id == bindparam("task_id"))
+_TASK_FOR_UPDATE = _TASK.with_for_update()
+
+
 def _task_row(session, task_id: str, actor: Actor, lock: bool = False) -> Task:
     if not isinstance(task_id, str) or len(task_id) > 36:
         raise NotFound("không có công việc này (unknown task)")
-    query = select(Task).where(Task.id == task_id)
-    if lock:
-        query = query.with_for_update()
-    task = session.execute(query).scalar_one_or_none()
+    task = session.execute(_TASK_FOR_UPDATE if lock else _TASK, {"task_id": task_id}).scalar_one_or_none()
     if task is None:
         raise NotFound("không có công việc này (unknown task)")
     if not may_see(actor, task):

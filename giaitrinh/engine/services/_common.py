@@ -200,6 +200,18 @@ _DEPLOYED = (select(Definition).where(Definition.key == bindparam("key"), Defini
              .order_by(Definition.version.desc()).limit(1))
 
 
+_DEPLOYED_ID = (select(Definition.id).where(Definition.key == bindparam("key"), Definition.status == "deployed")
+                .order_by(Definition.version.desc()).limit(1))
+
+
+def deployed_version(session: Session, key: str = DEFAULT_PROCESS) -> DefinitionVersion:
+    """What new requests start on: the latest deployed version (its status read now, its content cached)."""
+    definition_id = session.execute(_DEPLOYED_ID, {"key": key}).scalar_one_or_none()
+    if definition_id is None:
+        raise NotFound(f"quy trình {key} chưa được triển khai (process not deployed)")
+    return definition(session, definition_id)
+
+
 def deployed_definition(session: Session, key: str = DEFAULT_PROCESS) -> Definition:
     definition = session.execute(_DEPLOYED, {"key": key}).scalar_one_or_none()
     if definition is None:

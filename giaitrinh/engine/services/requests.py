@@ -106,7 +106,7 @@ def submit(payload: Any, actor: Actor | None = None) -> dict:
             if first is None:
                 raise NotFound("chưa có đơn vị nào tiếp nhận yêu cầu (no unit configured)")
             unit_code = first.code
-        definition = _common.deployed_definition(session)
+        definition = _common.deployed_version(session)
         code = _next_code(session, cal.local_date(now).year)
         request = Request(
             code=code, token_hash=hash_secret(token), definition_id=definition.id, unit_code=unit_code,

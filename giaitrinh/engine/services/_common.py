@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import threading
 import weakref
+from time import monotonic as _monotonic
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -219,9 +220,23 @@ def deployed_definition(session: Session, key: str = DEFAULT_PROCESS) -> Definit
     return definition
 
 
+# Per database engine, unit code -> (when read, name). Units are never renamed through the
+# application; like the calendar, a change made by hand shows within a minute.
+_UNIT_NAME_SECONDS = 60.0
+_unit_names: "weakref.WeakKeyDictionary[Any, dict[str, tuple[float, str]]]" = weakref.WeakKeyDictionary()
+
+
 def unit_name(session: Session, code: str) -> str:
+    names = _unit_names.get(db.get_engine())
+    cached = names.get(code) if names is not None else None
+    if cached is not None and _monotonic() - cached[0] < _UNIT_NAME_SECONDS:
+        return cached[1]
     unit = pinned_get(session, Unit, code)
-    return unit.name if unit else code
+    if unit is None:
+        return code
+    with _definitions_lock:
+        _unit_names.setdefault(db.get_engine(), {})[code] = (_monotonic(), unit.name)
+    return unit.name
 
 
 def apply_status_effects(session: Session, request: Request, old_status: str, data: dict, main_ended: bool) -> None:

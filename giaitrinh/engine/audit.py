@@ -43,6 +43,7 @@ def compute_hash(event: AuditEvent) -> str:
 
 _HEAD = "giaitrinh_audit_head"
 _HEAD_QUERY = select(AuditHead).where(AuditHead.id == 1).with_for_update()
+_INSERT_EVENT = AuditEvent.__table__.insert()
 
 
 def _locked_head(session: Session) -> AuditHead:
@@ -78,10 +79,16 @@ def record(
     public: bool = True,
     at: datetime | None = None,
 ) -> AuditEvent:
-    """Append one event in the caller's transaction."""
+    """Append one event in the caller's transaction.
+
+    The row is inserted at once with a plain INSERT, not added to the session: it is never
+    changed afterwards, so the unit of work has nothing to track, and the stored before/after
+    are exactly what was hashed even if the caller's dicts change later in the transaction.
+    The returned event is that row's content (not attached to the session).
+    """
     head = _locked_head(session)
     when = (at or clock.now()).astimezone(timezone.utc)
-    event = AuditEvent(
+    values = dict(
         request_id=request_id,
         at=when,
         actor=actor,
@@ -93,10 +100,12 @@ def record(
         public=public,
         prev_hash=head.last_hash,
     )
-    event.hash = compute_hash(event)
+    event = AuditEvent(**values)
+    event.hash = values["hash"] = compute_hash(event)
+    with session.no_autoflush:
+        event.id = session.execute(_INSERT_EVENT, values).inserted_primary_key[0]
     head.last_hash = event.hash
     head.count += 1
-    session.add(event)
     return event
 
 

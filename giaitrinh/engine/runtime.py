@@ -197,6 +197,9 @@ def keep_live(key, version: int | None, state: str, running: Running) -> None:
     """Remember a saved workflow; call only once the transaction that wrote ``state`` committed."""
     if version is None or running.sha256 is None:
         return
+    if running.workflow.completed:  # a finished case is rarely loaded again: do not hold it
+        forget_live(key)
+        return
     with _live_lock:
         _live[key] = _Live(version, state, running.sha256, running.workflow)
         _live.move_to_end(key)

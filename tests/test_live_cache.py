@@ -3,6 +3,7 @@ import pytest
 from sqlalchemy import select, text
 
 from giaitrinh.engine import db, runtime
+from giaitrinh.engine.errors import Conflict
 from giaitrinh.engine.models import Request, WorkflowState
 from giaitrinh.engine.scripting import RestrictedEnvironment
 from giaitrinh.engine.services import _common, tasks
@@ -85,4 +86,23 @@ def test_a_rolled_back_use_case_leaves_nothing_in_the_cache(world, people, loads
     # The object the failed use case moved on is gone: the state is read back from the row.
     tasks.complete(receive, {"decision": "accept"}, people["tiepnhan"])
     assert len(loads) == 1
+    assert task_id(code, "assign", people["lanhdao"])
+
+
+def test_a_concurrent_state_write_during_a_completion_is_a_409_and_changes_nothing(world, people, loads, monkeypatch):
+    code = submit()["code"]
+    receive = task_id(code, "receive", people["tiepnhan"])
+
+    def another_writer(session, *args, **kwargs):
+        # Another writer moved the state on after this use case read it (no autoflush here).
+        session.connection().exec_driver_sql("UPDATE workflow_states SET version = version + 1")
+        return _original_effects(session, *args, **kwargs)
+
+    monkeypatch.setattr(_common, "apply_status_effects", another_writer)
+    with pytest.raises(Conflict):
+        tasks.complete(receive, {"decision": "accept"}, people["tiepnhan"])
+    monkeypatch.setattr(_common, "apply_status_effects", _original_effects)
+    loads.clear()
+    tasks.complete(receive, {"decision": "accept"}, people["tiepnhan"])
+    assert len(loads) == 1  # nothing of the failed attempt was kept
     assert task_id(code, "assign", people["lanhdao"])

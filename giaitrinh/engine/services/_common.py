@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import threading
 import weakref
+from contextlib import contextmanager
 from time import monotonic as _monotonic
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Iterator
 
 from sqlalchemy import bindparam, event, func, select
 from sqlalchemy.orm import Session, undefer
@@ -129,12 +130,19 @@ def _drop_saved(session: Session, *_args) -> None:
     session.info.pop(_SAVED, None)
 
 
-def flush(session: Session) -> None:
-    """Write what the use case changed so far; a concurrent writer of the state makes this a 409."""
+@contextmanager
+def stale_is_conflict() -> Iterator[None]:
+    """A concurrent writer of the workflow state (its version moved) is a 409, wherever the flush happens."""
     try:
-        session.flush()
+        yield
     except StaleDataError:
         raise Conflict("yêu cầu vừa được người khác cập nhật, hãy tải lại (modified concurrently)") from None
+
+
+def flush(session: Session) -> None:
+    """Write what the use case changed so far; a concurrent writer of the state makes this a 409."""
+    with stale_is_conflict():
+        session.flush()
 
 
 def save_running(session: Session, request: Request, running: runtime.Running, state: WorkflowState,
@@ -142,8 +150,9 @@ def save_running(session: Session, request: Request, running: runtime.Running, s
     """Store the workflow and its projection; a concurrent writer makes this a 409.
 
     With ``flush_now=False`` the caller promises to call ``flush`` itself before its
-    transaction ends (so the 409 is still raised), letting the rest of its writes go
-    out in the same flush.
+    transaction ends, and to run what it does in between under ``stale_is_conflict``
+    (an autoflush may happen there), so the 409 is still raised; the rest of its writes
+    then go out in the same flush.
 
     The workflow must not change after this call: once the transaction commits, this
     process keeps the object for the request's next use case.

@@ -380,22 +380,25 @@ def complete(task_id: str, data: Any, actor: Actor) -> dict:
         task.completed_by = actor.username
         task.assignee = task.assignee or actor.username
         task.data = deepcopy(data)
-        opened = _common.save_running(session, request, running, state, flush_now=False)
-        status, wf_data, main_ended = runtime.current_position(running)
-        _common.apply_status_effects(session, request, before, wf_data if status else filled, main_ended)
-        if task.step.startswith("escalate"):
-            for escalation in session.execute(
-                select(Escalation).where(Escalation.request_id == request.id, Escalation.resolved_at.is_(None))
-            ).scalars():
-                escalation.resolved_at = now
-                escalation.resolved_by = actor.username
-                escalation.note = data.get("action") or data.get("note")
-        audit.record(session, "task_completed", actor=actor.username, request_id=request.id, step=task.step,
-                     public=False, before={"status": before}, after={"status": request.status, "data": data})
-        for action, note, public in _events_for(task.step, data, before, request):
-            audit.record(session, action, actor=actor.username, request_id=request.id, step=task.step,
-                         note=note, public=public, after={"status": request.status, "deadlines": request.deadlines})
-        _common.flush(session)  # the state, projection, effects and audit in one go
+        # One flush for the state, projection, effects and audit; any autoflush on the way
+        # that meets a concurrent writer is the same 409.
+        with _common.stale_is_conflict():
+            opened = _common.save_running(session, request, running, state, flush_now=False)
+            status, wf_data, main_ended = runtime.current_position(running)
+            _common.apply_status_effects(session, request, before, wf_data if status else filled, main_ended)
+            if task.step.startswith("escalate"):
+                for escalation in session.execute(
+                    select(Escalation).where(Escalation.request_id == request.id, Escalation.resolved_at.is_(None))
+                ).scalars():
+                    escalation.resolved_at = now
+                    escalation.resolved_by = actor.username
+                    escalation.note = data.get("action") or data.get("note")
+            audit.record(session, "task_completed", actor=actor.username, request_id=request.id, step=task.step,
+                         public=False, before={"status": before}, after={"status": request.status, "data": data})
+            for action, note, public in _events_for(task.step, data, before, request):
+                audit.record(session, action, actor=actor.username, request_id=request.id, step=task.step,
+                             note=note, public=public, after={"status": request.status, "deadlines": request.deadlines})
+            _common.flush(session)
         calendar = cal.load_calendar(session)
         from .requests import public_summary
         result = {"request": public_summary(session, request),

@@ -24,7 +24,7 @@ from uuid import UUID
 from lxml import etree
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
-from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter, WorkflowConverter
+from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter, TaskConverter, WorkflowConverter
 from SpiffWorkflow.bpmn.specs.event_definitions import timer as _spiff_timer
 from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
@@ -33,6 +33,7 @@ from SpiffWorkflow.bpmn.specs.mixins.events.intermediate_event import BoundaryEv
 from SpiffWorkflow.bpmn.util.event import BpmnEvent
 from SpiffWorkflow.spiff.parser import SpiffBpmnParser
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
+from SpiffWorkflow.task import Task as SpiffTask
 from SpiffWorkflow.util.task import TaskState
 
 from . import calendar as cal
@@ -164,7 +165,78 @@ def load(definition, state: str, calendar: cal.WorkingCalendar) -> Running:
 
 
 def dump(running: Running) -> str:
-    return _serializer.serialize_json(running.workflow)
+    wf = running.workflow
+    if wf.subprocesses or not _FAST_DUMP_OK:
+        return _serializer.serialize_json(wf)
+    registry = _serializer.registry
+    registry._encoder_mode = True  # as serialize_json does
+    try:
+        dct = _workflow_dict(wf, registry)
+        dct[_serializer.VERSION_KEY] = _serializer.VERSION
+        return json.dumps(dct, cls=_serializer._encoder_cls)
+    finally:
+        registry._encoder_mode = False
+
+
+# SpiffWorkflow's converters dispatch every task through the registry (class lookup,
+# partial, dict update) and turn each task id into a string four times. For a workflow
+# without subprocesses (the product's lifecycle), _workflow_dict builds the very same
+# dict directly: same keys, same order, same values, so the JSON is byte-for-byte what
+# serialize_json writes (tests/conftest.py compares the two for every state any test writes).
+_FAST_DUMP_OK = (
+    _serializer.registry.typenames.get(BpmnWorkflow) == "BpmnWorkflow"
+    and _serializer.registry.typenames.get(SpiffTask) == "Task"
+    and getattr(_serializer.registry.convert_to_dict["Task"], "args", (None, None))[1].__func__ is TaskConverter.to_dict
+)
+
+
+def _workflow_dict(wf: BpmnWorkflow, registry) -> dict:
+    ids: dict[UUID, str] = {}
+
+    def s(uuid: UUID) -> str:
+        text = ids.get(uuid)
+        if text is None:
+            text = ids[uuid] = str(uuid)
+        return text
+
+    convert = registry.convert
+    tasks = {}
+    for key, task in wf.tasks.items():
+        parent = task.parent
+        if parent is None:
+            data, delta = task.data, {}
+        else:
+            mine, theirs = task.data, parent.data
+            data = {}
+            delta = {
+                "updates": {k: mine[k] for k in mine if k not in theirs or mine[k] != theirs[k]},
+                "deletions": [k for k in theirs if k not in mine],
+            }
+        tasks[s(key)] = {
+            "id": s(task.id),
+            "parent": s(task._parent) if parent is not None else None,
+            "children": [s(child) for child in task._children],
+            "last_state_change": task.last_state_change,
+            "state": task.state,
+            "task_spec": task.task_spec.name,
+            "triggered": task.triggered,
+            "internal_data": convert(task.internal_data),
+            "data": data,
+            "delta": delta,
+            "typename": "Task",
+        }
+    return {
+        "data": convert(registry.clean(wf.data)),
+        "correlations": wf.correlations,
+        "last_task": s(wf.last_task.id) if wf.last_task is not None else None,
+        "success": wf.success,
+        "completed": wf.completed,
+        "tasks": tasks,
+        "root": s(wf.task_tree.id),
+        "subprocesses": {},
+        "bpmn_events": convert(wf.bpmn_events),
+        "typename": "BpmnWorkflow",
+    }
 
 
 # -- live workflows kept between use cases ----------------------------------------------

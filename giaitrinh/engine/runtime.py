@@ -186,7 +186,8 @@ def dump(running: Running) -> str:
 _FAST_DUMP_OK = (
     _serializer.registry.typenames.get(BpmnWorkflow) == "BpmnWorkflow"
     and _serializer.registry.typenames.get(SpiffTask) == "Task"
-    and getattr(_serializer.registry.convert_to_dict["Task"], "args", (None, None))[1].__func__ is TaskConverter.to_dict
+    and getattr(getattr(_serializer.registry.convert_to_dict.get("Task"), "args", (None, None))[-1], "__func__", None)
+    is TaskConverter.to_dict
 )
 
 

@@ -75,3 +75,18 @@ def world(database):
 @pytest.fixture
 def people(world):
     return {username: demo._actor(username) for username, _, _ in demo.USERS}
+
+
+@pytest.fixture(autouse=True)
+def _fast_dump_matches_spiffworkflow(monkeypatch):
+    """Every state the engine writes in any test is byte-for-byte SpiffWorkflow's own serialization."""
+    from giaitrinh.engine import runtime
+
+    fast = runtime.dump
+
+    def checked(running):
+        text = fast(running)
+        assert text == runtime._serializer.serialize_json(running.workflow)
+        return text
+
+    monkeypatch.setattr(runtime, "dump", checked)

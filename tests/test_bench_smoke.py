@@ -21,6 +21,11 @@ def test_benchmark_takes_every_request_to_published(tmp_path):
     figures = json.loads(done.stdout.strip().splitlines()[-1])
 
     assert figures["n"] == N and figures["sqlite_published"] == N
+    assert figures["bench"] == "lifecycle" and figures["db"] == "sqlite"
+    for key in ("lifecycles_per_s", "task_completions_per_s", "raw_spiff_per_s", "raw_spiff_serialized_per_s",
+                "ratio_to_serialized"):
+        assert figures[key] > 0, key
+    assert abs(figures["ratio_to_serialized"] - figures["lifecycles_per_s"] / figures["raw_spiff_serialized_per_s"]) < 0.01
     for key in ("sqlite_lifecycles_per_s", "sqlite_completions_per_s", "complete_p50_ms", "complete_p95_ms",
                 "submit_p50_ms", "spiff_inmemory_lifecycles_per_s", "spiff_serialized_lifecycles_per_s",
                 "ratio_inmemory_over_sqlite", "peak_rss_mb"):

@@ -48,6 +48,31 @@ def compute_hash(event: AuditEvent) -> str:
     return hashlib.sha256(_canonical(event)).hexdigest()
 
 
+_HEAD = "giaitrinh_audit_head"
+_HEAD_QUERY = select(AuditHead).where(AuditHead.id == 1).with_for_update()
+_INSERT_EVENT = AuditEvent.__table__.insert()
+
+
+def _locked_head(session: Session) -> AuditHead:
+    """The chain's head row, locked once per transaction and reused for its further events.
+
+    The lock is held until the transaction ends, so no other writer can move the head
+    in between; a new transaction (or one rolled back) reads and locks it again.
+    """
+    transaction = session.get_transaction()
+    cached = session.info.get(_HEAD)
+    if cached is not None and transaction is not None and cached[0] is transaction and cached[1] in session:
+        return cached[1]
+    # What the use case changed so far does not bear on the head: no autoflush for it.
+    with session.no_autoflush:
+        head = session.execute(_HEAD_QUERY).scalar_one_or_none()
+    if head is None:
+        head = AuditHead(id=1, last_hash=GENESIS, count=0)
+        session.add(head)
+    session.info[_HEAD] = (transaction, head)
+    return head
+
+
 def record(
     session: Session,
     action: str,
@@ -61,13 +86,16 @@ def record(
     public: bool = True,
     at: datetime | None = None,
 ) -> AuditEvent:
-    """Append one event in the caller's transaction."""
-    head = session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update()).scalar_one_or_none()
-    if head is None:
-        head = AuditHead(id=1, last_hash=GENESIS, count=0)
-        session.add(head)
+    """Append one event in the caller's transaction.
+
+    The row is inserted at once with a plain INSERT, not added to the session: it is never
+    changed afterwards, so the unit of work has nothing to track, and the stored before/after
+    are exactly what was hashed even if the caller's dicts change later in the transaction.
+    The returned event is that row's content (not attached to the session).
+    """
+    head = _locked_head(session)
     when = (at or clock.now()).astimezone(timezone.utc)
-    event = AuditEvent(
+    values = dict(
         request_id=request_id,
         at=when,
         actor=actor,
@@ -80,11 +108,13 @@ def record(
         prev_hash=head.last_hash,
         hash_scheme=2,
     )
-    event.payload_sha256 = payload_digest(event)
-    event.hash = compute_hash(event)
+    event = AuditEvent(**values)
+    event.payload_sha256 = values["payload_sha256"] = payload_digest(event)
+    event.hash = values["hash"] = compute_hash(event)
+    with session.no_autoflush:
+        event.id = session.execute(_INSERT_EVENT, values).inserted_primary_key[0]
     head.last_hash = event.hash
     head.count += 1
-    session.add(event)
     return event
 
 

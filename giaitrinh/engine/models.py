@@ -117,7 +117,8 @@ class Definition(Base):
     version: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16), default="draft")  # draft|deployed|retired
     sha256: Mapped[str] = mapped_column(String(64), index=True)
-    bpmn_xml: Mapped[str] = mapped_column(Text)
+    # Read only when the spec is not yet parsed in this process (runtime.spec_for).
+    bpmn_xml: Mapped[str] = mapped_column(Text, deferred=True)
     manifest: Mapped[dict[str, Any]]
     created_at: Mapped[datetime]
     created_by: Mapped[Optional[str]] = mapped_column(String(64))

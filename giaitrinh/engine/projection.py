@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session, lazyload
 
 from . import calendar as cal
 from . import clock, jobs, runtime
@@ -16,6 +16,16 @@ from .models import Job, Request, Task
 
 CLOSED_STATUSES = {"refused", "redirected", "published", "terminated"}
 OPEN_TASK = "open"
+
+# Built once: building a statement costs more than SQLite running it. The request is
+# already in the session, so the tasks' joined load of it is left out.
+# Jobs are locked as they are read (the request row is already held): a scheduler's claim
+# on one of them either committed before, and is seen, or waits until this transaction ends.
+_WAITING_TIMER_JOBS = select(Job).where(
+    Job.request_id == bindparam("request_id"), Job.kind == "timer", Job.status.in_(("waiting", "paused"))
+).with_for_update()
+_OPEN_TASKS = select(Task).where(
+    Task.request_id == bindparam("request_id"), Task.status == OPEN_TASK).options(lazyload(Task.request))
 
 
 def _parse(value) -> datetime | None:
@@ -27,8 +37,29 @@ def _parse(value) -> datetime | None:
         return None
 
 
+def _as_flushed(session: Session, statement, model, request_id: int, keep) -> list:
+    """The rows ``statement`` selects for a request as they would be after a flush, without one.
+
+    The query reads the rows as stored; objects the session holds count as they are in
+    memory: a row changed here is judged by ``keep`` on its new values, a row added here
+    is included, a deleted one is not. Saves the unit of work a flush before each query costs.
+    """
+    with session.no_autoflush:
+        found = {id(obj): obj for obj in session.execute(statement, {"request_id": request_id}).scalars()}
+    for obj in (*session.new, *session.dirty):
+        if isinstance(obj, model) and obj.request_id == request_id:
+            found[id(obj)] = obj
+    deleted = session.deleted
+    return [obj for obj in found.values() if keep(obj) and obj not in deleted]
+
+
 def sync(session: Session, request: Request, running: runtime.Running) -> list[Task]:
     """Bring the request's rows in line with its workflow; returns newly opened tasks."""
+    with session.no_autoflush:
+        return _sync(session, request, running)
+
+
+def _sync(session: Session, request: Request, running: runtime.Running) -> list[Task]:
     now = clock.now()
     manifest = running.manifest
     wf = running.workflow
@@ -36,7 +67,11 @@ def sync(session: Session, request: Request, running: runtime.Running) -> list[T
     # Jobs: one row per waiting timer.
     timers = runtime.waiting_timers(wf)
     due_by_task: dict[str, datetime] = {}
-    existing_jobs = {j.spiff_task_id: j for j in jobs.for_request(session, request.id, ("waiting", "paused"), "timer")}
+    existing_jobs = {
+        j.spiff_task_id: j
+        for j in _as_flushed(session, _WAITING_TIMER_JOBS, Job, request.id,
+                             lambda j: j.kind == "timer" and j.status in ("waiting", "paused"))
+    }
     for timer in timers:
         if timer.attached_to:
             due_by_task[timer.attached_to] = min(timer.due_at, due_by_task.get(timer.attached_to, timer.due_at))
@@ -56,9 +91,10 @@ def sync(session: Session, request: Request, running: runtime.Running) -> list[T
     ready = {str(t.id): t for t in runtime.ready_human_tasks(wf)}
     rows = {
         t.id: t
-        for t in session.execute(select(Task).where(Task.request_id == request.id, Task.status == OPEN_TASK)).scalars()
+        for t in _as_flushed(session, _OPEN_TASKS, Task, request.id, lambda t: t.status == OPEN_TASK)
     }
     opened: list[Task] = []
+    open_rows: dict[str, Task] = {}  # the row of every ready task, read or just added
     for task_id, spiff_task in ready.items():
         meta = manifest["tasks"].get(spiff_task.task_spec.bpmn_id, {})
         due = due_by_task.get(spiff_task.task_spec.bpmn_id)
@@ -79,6 +115,7 @@ def sync(session: Session, request: Request, running: runtime.Running) -> list[T
         elif due is not None:
             # A fired (non-interrupting) deadline leaves the task due when it was: it is late, not undated.
             row.due_at = due
+        open_rows[task_id] = row
     for row in rows.values():  # no longer ready: cancelled by the flow (e.g. an interrupting event)
         row.status = "cancelled"
         row.completed_at = now
@@ -94,7 +131,7 @@ def sync(session: Session, request: Request, running: runtime.Running) -> list[T
         "needs_info" if status == "needs_info" else None)
     request.assignee = None
     for t in main_steps:
-        row = session.get(Task, str(t.id))
+        row = open_rows.get(str(t.id))
         if row is not None and row.assignee:
             request.assignee = row.assignee
     request.extended = bool(data.get("extensions_used"))

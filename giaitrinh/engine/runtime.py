@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections import OrderedDict
 from copy import deepcopy
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -23,7 +24,7 @@ from uuid import UUID
 from lxml import etree
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
-from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter
+from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter, TaskConverter, WorkflowConverter
 from SpiffWorkflow.bpmn.specs.event_definitions import timer as _spiff_timer
 from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
@@ -32,6 +33,7 @@ from SpiffWorkflow.bpmn.specs.mixins.events.intermediate_event import BoundaryEv
 from SpiffWorkflow.bpmn.util.event import BpmnEvent
 from SpiffWorkflow.spiff.parser import SpiffBpmnParser
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
+from SpiffWorkflow.task import Task as SpiffTask
 from SpiffWorkflow.util.task import TaskState
 
 from . import calendar as cal
@@ -57,9 +59,11 @@ class _SpecFreeWorkflowConverter(BpmnWorkflowConverter):
     """Serializes a workflow without its spec; the spec comes from the definition cache."""
 
     def to_dict(self, workflow):
-        dct = super().to_dict(workflow)
-        dct.pop("spec", None)
-        dct.pop("subprocess_specs", None)
+        # BpmnWorkflowConverter.to_dict would convert the whole spec only for it to be
+        # dropped here (40% of a dump); build the same dict without it.
+        dct = WorkflowConverter.to_dict(self, workflow)
+        dct["subprocesses"] = self.mapping_to_dict(workflow.subprocesses)
+        dct["bpmn_events"] = self.registry.convert(workflow.bpmn_events)
         return dct
 
     def from_dict(self, dct, spec=None, subprocess_specs=None):
@@ -139,6 +143,7 @@ class Running:
 
     workflow: BpmnWorkflow
     manifest: dict
+    sha256: str | None = None  # of the definition it runs, so a saved object can be kept
 
 
 def start(definition, data: dict, calendar: cal.WorkingCalendar) -> Running:
@@ -147,7 +152,7 @@ def start(definition, data: dict, calendar: cal.WorkingCalendar) -> Running:
     start_task = wf.get_tasks(state=TaskState.READY)[0]
     start_task.data.update(deepcopy(data))
     step(wf)
-    return Running(wf, definition.manifest)
+    return Running(wf, definition.manifest, definition.sha256)
 
 
 def load(definition, state: str, calendar: cal.WorkingCalendar) -> Running:
@@ -156,22 +161,168 @@ def load(definition, state: str, calendar: cal.WorkingCalendar) -> Running:
     _serializer.migrate(dct)
     wf = _serializer.from_dict(dct, spec=spec, subprocess_specs=subprocess_specs)
     wf.script_engine = script_engine(calendar)
-    return Running(wf, definition.manifest)
+    return Running(wf, definition.manifest, definition.sha256)
 
 
 def dump(running: Running) -> str:
-    return _serializer.serialize_json(running.workflow)
+    wf = running.workflow
+    if wf.subprocesses or not _FAST_DUMP_OK:
+        return _serializer.serialize_json(wf)
+    registry = _serializer.registry
+    registry._encoder_mode = True  # as serialize_json does
+    try:
+        dct = _workflow_dict(wf, registry)
+        dct[_serializer.VERSION_KEY] = _serializer.VERSION
+        return json.dumps(dct, cls=_serializer._encoder_cls)
+    finally:
+        registry._encoder_mode = False
+
+
+# SpiffWorkflow's converters dispatch every task through the registry (class lookup,
+# partial, dict update) and turn each task id into a string four times. For a workflow
+# without subprocesses (the product's lifecycle), _workflow_dict builds the very same
+# dict directly: same keys, same order, same values, so the JSON is byte-for-byte what
+# serialize_json writes (tests/conftest.py compares the two for every state any test writes).
+_FAST_DUMP_OK = (
+    _serializer.registry.typenames.get(BpmnWorkflow) == "BpmnWorkflow"
+    and _serializer.registry.typenames.get(SpiffTask) == "Task"
+    and getattr(getattr(_serializer.registry.convert_to_dict.get("Task"), "args", (None, None))[-1], "__func__", None)
+    is TaskConverter.to_dict
+)
+
+
+def _workflow_dict(wf: BpmnWorkflow, registry) -> dict:
+    ids: dict[UUID, str] = {}
+
+    def s(uuid: UUID) -> str:
+        text = ids.get(uuid)
+        if text is None:
+            text = ids[uuid] = str(uuid)
+        return text
+
+    convert = registry.convert
+    tasks = {}
+    for key, task in wf.tasks.items():
+        parent = task.parent
+        if parent is None:
+            data, delta = task.data, {}
+        else:
+            mine, theirs = task.data, parent.data
+            data = {}
+            delta = {
+                "updates": {k: mine[k] for k in mine if k not in theirs or mine[k] != theirs[k]},
+                "deletions": [k for k in theirs if k not in mine],
+            }
+        tasks[s(key)] = {
+            "id": s(task.id),
+            "parent": s(task._parent) if parent is not None else None,
+            "children": [s(child) for child in task._children],
+            "last_state_change": task.last_state_change,
+            "state": task.state,
+            "task_spec": task.task_spec.name,
+            "triggered": task.triggered,
+            "internal_data": convert(task.internal_data),
+            "data": data,
+            "delta": delta,
+            "typename": "Task",
+        }
+    return {
+        "data": convert(registry.clean(wf.data)),
+        "correlations": wf.correlations,
+        "last_task": s(wf.last_task.id) if wf.last_task is not None else None,
+        "success": wf.success,
+        "completed": wf.completed,
+        "tasks": tasks,
+        "root": s(wf.task_tree.id),
+        "subprocesses": {},
+        "bpmn_events": convert(wf.bpmn_events),
+        "typename": "BpmnWorkflow",
+    }
+
+
+# -- live workflows kept between use cases ----------------------------------------------
+#
+# Deserializing an instance costs more than running a step of it. A process keeps the
+# workflow objects it saved last, keyed by request, beside the exact state text it wrote
+# and the row version that write produced. A later use case takes the object only if the
+# row still holds that version and that text: any other writer (another process, a
+# restore, a different database at the same URL) changes one of them and the state is
+# deserialized as before. An entry is removed when taken and put back only after the
+# transaction that saved it committed, so a rolled-back use case never leaves a mutated
+# object behind, and two threads never share one.
+
+LIVE_CACHE_SIZE = 512
+
+
+@dataclass
+class _Live:
+    version: int
+    state: str
+    sha256: str
+    workflow: BpmnWorkflow
+
+
+_live: OrderedDict[Any, _Live] = OrderedDict()
+_live_lock = threading.Lock()
+
+
+def keep_live(key, version: int | None, state: str, running: Running) -> None:
+    """Remember a saved workflow; call only once the transaction that wrote ``state`` committed."""
+    if version is None or running.sha256 is None:
+        return
+    if running.workflow.completed:  # a finished case is rarely loaded again: do not hold it
+        forget_live(key)
+        return
+    with _live_lock:
+        _live[key] = _Live(version, state, running.sha256, running.workflow)
+        _live.move_to_end(key)
+        while len(_live) > LIVE_CACHE_SIZE:
+            _live.popitem(last=False)
+
+
+def forget_live(key=None) -> None:
+    with _live_lock:
+        if key is None:
+            _live.clear()
+        else:
+            _live.pop(key, None)
+
+
+def load_live(key, version: int, definition, state: str, calendar: cal.WorkingCalendar) -> Running:
+    """``load``, reusing this process's own object when the row is exactly as it saved it."""
+    with _live_lock:
+        entry = _live.pop(key, None)
+    if entry is not None and entry.version == version and entry.sha256 == definition.sha256 \
+            and entry.state == state:
+        wf = entry.workflow
+        # The script engine is not part of the state: set it on every load, from today's calendar.
+        wf.script_engine = script_engine(calendar)
+        return Running(wf, definition.manifest, definition.sha256)
+    return load(definition, state, calendar)
 
 
 def step(wf: BpmnWorkflow) -> None:
     """Run engine tasks until only human tasks and waiting events remain.
 
     Run twice: a timer that fires at the end of ``do_engine_steps`` leaves its
-    successor READY.
+    successor READY. The second round is skipped when that final refresh fired
+    nothing, since it would then find nothing to do (it walks the whole task tree
+    three times to find that out). SpiffWorkflow is pinned: ``_do_engine_steps`` is
+    the loop body of ``do_engine_steps``.
     """
-    wf.do_engine_steps()
+    while wf._do_engine_steps():
+        pass
+    if not _refresh_timers(wf):
+        return
     wf.refresh_timers()
     wf.do_engine_steps()
+
+
+def _refresh_timers(wf: BpmnWorkflow) -> bool:
+    """``wf.refresh_timers()``; True if it changed the state of a waiting event."""
+    before = [(task, task.state) for task in wf.event_manager.tasks.values()]
+    wf.refresh_timers()
+    return any(task.state != state for task, state in before) or len(wf.event_manager.tasks) != len(before)
 
 
 def ready_human_tasks(wf: BpmnWorkflow):

@@ -1,14 +1,20 @@
 """Helpers shared by the use cases: loading a request with its workflow, saving it back."""
 from __future__ import annotations
 
+import threading
+import weakref
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from time import monotonic as _monotonic
+from typing import Any, Iterator
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, event, func, select
+from sqlalchemy.orm import Session, undefer
 from sqlalchemy.orm.exc import StaleDataError
 
 from .. import calendar as cal
-from .. import audit, clock, projection, redaction, runtime
+from .. import audit, clock, db, projection, redaction, runtime
 from ..errors import Conflict, NotFound
 from ..models import AuditEvent, Definition, Escalation, Job, RedactionRule, Request, Task, Unit, WorkflowState
 
@@ -30,24 +36,138 @@ def request_for_update(session: Session, code: str) -> Request:
     return request
 
 
+# Workflows saved in a transaction, handed to runtime's live cache once it commits.
+_SAVED = "giaitrinh_saved_workflows"
+
+
+def _live_key(session: Session, request_id: int):
+    return (str(session.get_bind().url), request_id)
+
+
+_PINNED = "giaitrinh_pinned"
+
+
+def pinned_get(session: Session, model, key):
+    """``session.get`` that keeps the object for the rest of the session.
+
+    The identity map holds objects weakly: a definition or unit read by one helper is
+    gone by the time the next helper of the same use case asks, and is fetched again.
+    """
+    pinned = session.info.setdefault(_PINNED, {})
+    obj = pinned.get((model, key))
+    if obj is None:
+        with session.no_autoflush:  # only ever used for rows no use case creates on the way
+            obj = session.get(model, key)
+        if obj is not None:
+            pinned[(model, key)] = obj
+    return obj
+
+
+@dataclass(frozen=True)
+class DefinitionVersion:
+    """The immutable part of a ``definitions`` row: what running a request needs of it."""
+
+    id: int
+    key: str
+    version: int
+    sha256: str
+    bpmn_xml: str
+    manifest: dict[str, Any]
+
+
+# Per database engine (init_db makes a new one), definition id -> its immutable content.
+# A deployed version never changes (a change is a new version), so nothing invalidates it;
+# its status (deployed, retired) is not part of it and is always read from the row.
+_definitions: "weakref.WeakKeyDictionary[Any, dict[int, DefinitionVersion]]" = weakref.WeakKeyDictionary()
+_definitions_lock = threading.Lock()
+
+
+def definition(session: Session, definition_id: int) -> DefinitionVersion:
+    """The definition a request is pinned to, read from the database once per process."""
+    engine = db.get_engine()
+    cached = _definitions.get(engine, {}).get(definition_id)
+    if cached is not None:
+        return cached
+    with session.no_autoflush:
+        row = session.get(Definition, definition_id, options=[undefer(Definition.bpmn_xml)])
+    if row is None:
+        raise NotFound("không có quy trình này (unknown definition)")
+    cached = DefinitionVersion(row.id, row.key, row.version, row.sha256, row.bpmn_xml, row.manifest)
+    with _definitions_lock:
+        _definitions.setdefault(engine, {})[definition_id] = cached
+    return cached
+
+
 def load_running(session: Session, request: Request) -> tuple[runtime.Running, WorkflowState]:
     state = session.get(WorkflowState, request.id)
-    definition = session.get(Definition, request.definition_id)
-    return runtime.load(definition, state.state, cal.load_calendar(session)), state
+    running = runtime.load_live(_live_key(session, request.id), state.version,
+                                definition(session, request.definition_id), state.state,
+                                cal.load_calendar(session))
+    return running, state
+
+
+def remember_saved(session: Session, request_id: int, state: WorkflowState, text: str,
+                   running: runtime.Running) -> None:
+    """Offer a just-written workflow to the live cache when (and only if) this transaction commits.
+
+    ``text`` must be what ``runtime.dump`` made of ``running`` with no change since.
+    """
+    session.info.setdefault(_SAVED, {})[_live_key(session, request_id)] = (state, text, running)
+
+
+@event.listens_for(Session, "after_commit")
+def _keep_saved(session: Session) -> None:
+    for key, (state, text, running) in session.info.pop(_SAVED, {}).items():
+        values = state.__dict__  # never trigger a load here: no SQL after commit
+        # A state rewritten or expired since (a later save, a savepoint rolled back) is not kept.
+        if values.get("state") is text:
+            runtime.keep_live(key, values.get("version"), text, running)
+
+
+@event.listens_for(Session, "after_rollback")
+@event.listens_for(Session, "after_soft_rollback")
+def _drop_saved(session: Session, *_args) -> None:
+    session.info.pop(_SAVED, None)
+
+
+@contextmanager
+def stale_is_conflict() -> Iterator[None]:
+    """A concurrent writer of the workflow state (its version moved) is a 409, wherever the flush happens."""
+    try:
+        yield
+    except StaleDataError:
+        raise Conflict("yêu cầu vừa được người khác cập nhật, hãy tải lại (modified concurrently)") from None
+
+
+def flush(session: Session) -> None:
+    """Write what the use case changed so far; a concurrent writer of the state makes this a 409."""
+    with stale_is_conflict():
+        session.flush()
 
 
 def save_running(session: Session, request: Request, running: runtime.Running, state: WorkflowState,
-                 actor: str = "system") -> list[Task]:
-    """Store the workflow and its projection; a concurrent writer makes this a 409."""
-    state.state = runtime.dump(running)
+                 actor: str = "system", flush_now: bool = True) -> list[Task]:
+    """Store the workflow and its projection; a concurrent writer makes this a 409.
+
+    With ``flush_now=False`` the caller promises to call ``flush`` itself before its
+    transaction ends, and to run what it does in between under ``stale_is_conflict``
+    (an autoflush may happen there), so the 409 is still raised; the rest of its writes
+    then go out in the same flush.
+
+    The workflow must not change after this call: once the transaction commits, this
+    process keeps the object for the request's next use case.
+    """
     opened = projection.sync(session, request, running)
     for task in opened:
         if task.step.startswith("escalate"):
             raise_escalation(session, request, running, task)
-    try:
-        session.flush()
-    except StaleDataError:
-        raise Conflict("yêu cầu vừa được người khác cập nhật, hãy tải lại (modified concurrently)") from None
+    # Dumped after the projection read it: reading a timer may fix its due time in the
+    # workflow, and the kept object must be exactly what the row holds.
+    text = runtime.dump(running)
+    state.state = text
+    if flush_now:
+        flush(session)
+    remember_saved(session, request.id, state, text, running)
     return opened
 
 
@@ -86,19 +206,46 @@ def raise_escalation(session: Session, request: Request, running: runtime.Runnin
     return escalation
 
 
+_DEPLOYED = (select(Definition).where(Definition.key == bindparam("key"), Definition.status == "deployed")
+             .order_by(Definition.version.desc()).limit(1))
+
+
+_DEPLOYED_ID = (select(Definition.id).where(Definition.key == bindparam("key"), Definition.status == "deployed")
+                .order_by(Definition.version.desc()).limit(1))
+
+
+def deployed_version(session: Session, key: str = DEFAULT_PROCESS) -> DefinitionVersion:
+    """What new requests start on: the latest deployed version (its status read now, its content cached)."""
+    definition_id = session.execute(_DEPLOYED_ID, {"key": key}).scalar_one_or_none()
+    if definition_id is None:
+        raise NotFound(f"quy trình {key} chưa được triển khai (process not deployed)")
+    return definition(session, definition_id)
+
+
 def deployed_definition(session: Session, key: str = DEFAULT_PROCESS) -> Definition:
-    definition = session.execute(
-        select(Definition).where(Definition.key == key, Definition.status == "deployed")
-        .order_by(Definition.version.desc()).limit(1)
-    ).scalar_one_or_none()
+    definition = session.execute(_DEPLOYED, {"key": key}).scalar_one_or_none()
     if definition is None:
         raise NotFound(f"quy trình {key} chưa được triển khai (process not deployed)")
     return definition
 
 
+# Per database engine, unit code -> (when read, name). Units are never renamed through the
+# application; like the calendar, a change made by hand shows within a minute.
+_UNIT_NAME_SECONDS = 60.0
+_unit_names: "weakref.WeakKeyDictionary[Any, dict[str, tuple[float, str]]]" = weakref.WeakKeyDictionary()
+
+
 def unit_name(session: Session, code: str) -> str:
-    unit = session.get(Unit, code)
-    return unit.name if unit else code
+    names = _unit_names.get(db.get_engine())
+    cached = names.get(code) if names is not None else None
+    if cached is not None and _monotonic() - cached[0] < _UNIT_NAME_SECONDS:
+        return cached[1]
+    unit = pinned_get(session, Unit, code)
+    if unit is None:
+        return code
+    with _definitions_lock:
+        _unit_names.setdefault(db.get_engine(), {})[code] = (_monotonic(), unit.name)
+    return unit.name
 
 
 def apply_status_effects(session: Session, request: Request, old_status: str, data: dict, main_ended: bool) -> None:

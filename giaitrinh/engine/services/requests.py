@@ -5,7 +5,7 @@ import hmac
 import secrets
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -70,15 +70,19 @@ def receiving_units() -> list[tuple[str, str]]:
         return [(u.code, u.name) for u in session.execute(select(Unit).order_by(Unit.code)).scalars()]
 
 
+_COUNTER_FOR_UPDATE = select(Counter).where(Counter.name == bindparam("name")).with_for_update()
+
+
 def _next_code(session, year: int) -> str:
     name = f"request:{year}"
-    # The first request of a year creates the counter; two may try at once, so the row is
-    # inserted "if absent" and then locked, never inserted twice.
-    insert = sqlite_insert if db.is_sqlite() else pg_insert
-    session.execute(insert(Counter).values(name=name, value=0).on_conflict_do_nothing(index_elements=["name"]))
-    counter = session.execute(
-        select(Counter).where(Counter.name == name).with_for_update().execution_options(populate_existing=True)
-    ).scalar_one()
+    # The first request of a year creates the counter; two may try at once. The common case
+    # (the row exists) is one locking read; only a missing row is inserted "if absent".
+    counter = session.execute(_COUNTER_FOR_UPDATE, {"name": name}).scalar_one_or_none()
+    if counter is None:
+        insert = sqlite_insert if db.is_sqlite() else pg_insert
+        session.execute(insert(Counter).values(name=name, value=0).on_conflict_do_nothing(index_elements=["name"]))
+        counter = session.execute(_COUNTER_FOR_UPDATE.execution_options(populate_existing=True),
+                                  {"name": name}).scalar_one()
     counter.value += 1
     return f"GT-{year}-{counter.value:06d}"
 
@@ -108,7 +112,7 @@ def submit(payload: Any, actor: Actor | None = None) -> dict:
             if first is None:
                 raise NotFound("chưa có đơn vị nào tiếp nhận yêu cầu (no unit configured)")
             unit_code = first.code
-        definition = _common.deployed_definition(session)
+        definition = _common.deployed_version(session)
         code = _next_code(session, cal.local_date(now).year)
         request = Request(
             code=code, token_hash=hash_secret(token), definition_id=definition.id, unit_code=unit_code,
@@ -122,9 +126,11 @@ def submit(payload: Any, actor: Actor | None = None) -> dict:
         data = {"periods": definition.manifest["periods"], "deadlines": {}, "extensions_used": 0,
                 "request": {"code": code, "unit": unit_code}}
         running = runtime.start(definition, data, cal.load_calendar(session))
-        state = WorkflowState(request_id=request.id, definition_id=definition.id, state=runtime.dump(running))
-        session.add(state)
         projection.sync(session, request, running)
+        text = runtime.dump(running)
+        state = WorkflowState(request_id=request.id, definition_id=definition.id, state=text)
+        session.add(state)
+        _common.remember_saved(session, request.id, state, text, running)
         audit.record(session, "submitted", actor=actor.username if actor else "citizen", request_id=request.id,
                      after={"status": request.status, "deadlines": request.deadlines, "channel": channel})
         result = {"code": code, "token": token, "status": request.status, "received_at": iso(now),

@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 from copy import deepcopy
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import and_, false, or_, select
+from sqlalchemy import and_, bindparam, false, func, or_, select
 
 from .. import audit, calendar as cal, clock, db, forms, projection, redaction, runtime
 from ..accounts import ALL_UNITS, Actor
 from ..errors import Conflict, Forbidden, NotFound, ValidationFailed
-from ..models import Definition, Escalation, Membership, Request, Task, Unit, User
+from ..models import Escalation, Membership, Request, Task, Unit, User
 from . import _common
 from ._common import iso
 
@@ -30,9 +31,9 @@ REFUSAL_GROUNDS = {
 # -- who may see and act --------------------------------------------------------------
 
 
-def _visible_condition(actor: Actor):
+def _visible_condition(actor: Actor, username=None):
     """Open tasks the actor may act on: a candidate role in the task's unit, or assigned to them."""
-    conditions = [Task.assignee == actor.username]
+    conditions = [Task.assignee == (actor.username if username is None else username)]
     for role, units in actor.roles.items():
         if ALL_UNITS in units:
             conditions.append(Task.candidate_role == role)
@@ -90,35 +91,57 @@ def list_tasks(actor: Actor, scope: str = "unit", request_code: str | None = Non
         raise ValidationFailed("phạm vi không hợp lệ (invalid scope)", {"scope": "mine, unit hoặc all"})
     if not actor.is_official:
         raise Forbidden("chỉ cán bộ mới có hộp công việc (officials only)")
+    if scope == "all" and not any(actor.roles.get(r) for r in SUPERVISING_ROLES):
+        raise Forbidden("chỉ lãnh đạo, thanh tra mới xem toàn bộ (supervisors only)")
     now = clock.now()
+    roles_key = tuple(sorted((role, tuple(sorted(units))) for role, units in actor.roles.items()))
+    overdue = True if overdue is True else False if overdue is False else None
+    query = _inbox_query(scope, roles_key, bool(request_code), bool(step), overdue)
+    params = {"username": actor.username, "request_code": request_code, "step": step, "now": now}
     with db.read_only() as session:
-        query = select(Task).where(Task.status == projection.OPEN_TASK)
-        if scope == "mine":
-            query = query.where(Task.assignee == actor.username)
-        elif scope == "unit":
-            query = query.where(_visible_condition(actor))
-        else:
-            if not any(actor.roles.get(r) for r in SUPERVISING_ROLES):
-                raise Forbidden("chỉ lãnh đạo, thanh tra mới xem toàn bộ (supervisors only)")
-            condition = _supervised_condition(actor)
-            if condition is not None:
-                query = query.where(condition)
-        if request_code:
-            query = query.join(Request, Request.id == Task.request_id).where(Request.code == request_code)
-        if step:
-            query = query.where(Task.step == step)
-        if overdue is True:
-            query = query.where(Task.due_at < now)
-        elif overdue is False:
-            query = query.where(or_(Task.due_at.is_(None), Task.due_at >= now))
-        total = _common.count(session, query)
         rows = session.execute(
-            query.order_by(Task.due_at.is_(None), Task.due_at, Task.created_at, Task.id)
-            .offset((page - 1) * per_page).limit(per_page)
+            query.order_by(*_URGENCY).offset((page - 1) * per_page).limit(per_page), params
         ).scalars().all()
+        if 0 < len(rows) < per_page or (page == 1 and not rows):
+            # The last page, read in the same snapshot: the total needs no second query.
+            total = (page - 1) * per_page + len(rows)
+        else:
+            total = session.execute(
+                select(func.count()).select_from(query.subquery()), params).scalar_one()
         calendar = cal.load_calendar(session)
         return {"items": [task_summary(t, calendar, now) for t in rows], "total": total,
                 "page": page, "per_page": per_page}
+
+
+_URGENCY = (Task.due_at.is_(None), Task.due_at, Task.created_at, Task.id)
+
+
+@lru_cache(maxsize=512)
+def _inbox_query(scope: str, roles_key: tuple, by_code: bool, by_step: bool, overdue: bool | None):
+    """The inbox statement for one shape of question, built once: building it cost more than running it.
+
+    Who asks and the values asked for are bind parameters (username, request_code, step, now);
+    the actor's roles and units shape the statement and are part of the key.
+    """
+    actor = Actor(username="", roles={role: frozenset(units) for role, units in roles_key})
+    query = select(Task).where(Task.status == projection.OPEN_TASK)
+    if scope == "mine":
+        query = query.where(Task.assignee == bindparam("username"))
+    elif scope == "unit":
+        query = query.where(_visible_condition(actor, bindparam("username")))
+    else:
+        condition = _supervised_condition(actor)
+        if condition is not None:
+            query = query.where(condition)
+    if by_code:
+        query = query.join(Request, Request.id == Task.request_id).where(Request.code == bindparam("request_code"))
+    if by_step:
+        query = query.where(Task.step == bindparam("step"))
+    if overdue is True:
+        query = query.where(Task.due_at < bindparam("now"))
+    elif overdue is False:
+        query = query.where(or_(Task.due_at.is_(None), Task.due_at >= bindparam("now")))
+    return query
 
 
 # -- one task ---------------------------------------------------------------------------
@@ -130,31 +153,40 @@ def _officials_of(session, unit_code: str) -> list[tuple[str, str]]:
     code: str | None = unit_code
     while code and code not in ancestors:
         ancestors.append(code)
-        unit = session.get(Unit, code)
+        unit = _common.pinned_get(session, Unit, code)
         code = unit.parent_code if unit else None
+    # Two columns, not User entities: those would also load every user's memberships.
     rows = session.execute(
-        select(User).join(Membership, Membership.user_id == User.id)
+        select(User.id, User.username, User.full_name).join(Membership, Membership.user_id == User.id)
         .where(Membership.role == "official", User.is_active.is_(True),
                or_(Membership.unit_code.in_(ancestors), Membership.unit_code.is_(None)))
         .order_by(User.full_name)
-    ).scalars().unique().all()
-    return [(u.username, u.full_name) for u in rows]
+    ).all()
+    seen: set[int] = set()
+    officials = []
+    for user_id, username, full_name in rows:  # one row per matching membership
+        if user_id not in seen:
+            seen.add(user_id)
+            officials.append((username, full_name))
+    return officials
 
 
 def _form_for(session, task: Task) -> dict:
-    definition = session.get(Definition, task.request.definition_id)
+    definition = _common.definition(session, task.request.definition_id)
     meta = definition.manifest["tasks"].get(task.step, {})
     schema = definition.manifest["forms"].get(meta.get("form"), {"type": "object", "properties": {}})
     return forms.with_options(schema, {"unit_officials": lambda: _officials_of(session, task.unit_code)})
 
 
+_TASK = select(Task).where(Task.id == bindparam("task_id"))
+# Read fresh under the lock: another official's completion may have changed it meanwhile.
+_TASK_FOR_UPDATE = _TASK.with_for_update(of=Task).execution_options(populate_existing=True)
+
+
 def _task_row(session, task_id: str, actor: Actor, lock: bool = False) -> Task:
     if not isinstance(task_id, str) or len(task_id) > 36:
         raise NotFound("không có công việc này (unknown task)")
-    query = select(Task).where(Task.id == task_id)
-    if lock:
-        query = query.with_for_update(of=Task).execution_options(populate_existing=True)
-    task = session.execute(query).scalar_one_or_none()
+    task = session.execute(_TASK_FOR_UPDATE if lock else _TASK, {"task_id": task_id}).scalar_one_or_none()
     if task is None:
         raise NotFound("không có công việc này (unknown task)")
     if not may_see(actor, task):
@@ -198,7 +230,7 @@ def get_task(task_id: str, actor: Actor) -> dict:
         _common.record_personal_data_view(session, task.request, actor, f"task:{task.step}")
         calendar = cal.load_calendar(session)
         result = task_summary(task, calendar)
-        definition = session.get(Definition, task.request.definition_id)
+        definition = _common.definition(session, task.request.definition_id)
         meta = definition.manifest["tasks"].get(task.step, {})
         result["form"] = _form_for(session, task)
         result["instructions"] = meta.get("instructions", "")
@@ -309,11 +341,16 @@ def complete(task_id: str, data: Any, actor: Actor) -> dict:
         raise ValidationFailed("dữ liệu biểu mẫu phải là một đối tượng (data must be an object)",
                                {"data": "Dữ liệu biểu mẫu phải là một đối tượng JSON (expected an object)."})
     with db.transaction() as session:
-        # The instance row is the one lock two officials queue on; the task is read
-        # again once it is held, so the second of them sees the first one's result (409).
-        code = _task_row(session, task_id, actor).request.code
-        request = _common.request_for_update(session, code)
-        task = _task_row(session, task_id, actor, lock=True)
+        if db.is_sqlite():
+            # BEGIN IMMEDIATE already holds the database's one write lock, and the task's
+            # row came with its request: one read is enough.
+            task = _task_row(session, task_id, actor)
+            request = task.request
+        else:
+            # The instance row is the one lock two officials queue on; the task is read
+            # again once it is held, so the second of them sees the first one's result (409).
+            request = _common.request_for_update(session, _task_row(session, task_id, actor).request.code)
+            task = _task_row(session, task_id, actor, lock=True)
         _check_actionable(task, actor)
         if request.suspended_at is not None:
             raise Conflict("yêu cầu đang tạm đình chỉ giải trình (request suspended)")
@@ -321,7 +358,7 @@ def complete(task_id: str, data: Any, actor: Actor) -> dict:
         fields = forms.validate(schema, data)
         if fields:
             raise ValidationFailed("biểu mẫu chưa hợp lệ (invalid form)", fields)
-        definition = session.get(Definition, request.definition_id)
+        definition = _common.definition(session, request.definition_id)
         meta = definition.manifest["tasks"].get(task.step, {})
         running, state = _common.load_running(session, request)
         filled = _fill_defaults(schema, data)
@@ -339,21 +376,25 @@ def complete(task_id: str, data: Any, actor: Actor) -> dict:
         task.completed_by = actor.username
         task.assignee = task.assignee or actor.username
         task.data = deepcopy(data)
-        opened = _common.save_running(session, request, running, state)
-        status, wf_data, main_ended = runtime.current_position(running)
-        _common.apply_status_effects(session, request, before, wf_data if status else filled, main_ended)
-        if task.step.startswith("escalate"):
-            for escalation in session.execute(
-                select(Escalation).where(Escalation.request_id == request.id, Escalation.resolved_at.is_(None))
-            ).scalars():
-                escalation.resolved_at = now
-                escalation.resolved_by = actor.username
-                escalation.note = data.get("action") or data.get("note")
-        audit.record(session, "task_completed", actor=actor.username, request_id=request.id, step=task.step,
-                     public=False, before={"status": before}, after={"status": request.status, "data": data})
-        for action, note, public in _events_for(task.step, data, before, request):
-            audit.record(session, action, actor=actor.username, request_id=request.id, step=task.step,
-                         note=note, public=public, after={"status": request.status, "deadlines": request.deadlines})
+        # One flush for the state, projection, effects and audit; any autoflush on the way
+        # that meets a concurrent writer is the same 409.
+        with _common.stale_is_conflict():
+            opened = _common.save_running(session, request, running, state, flush_now=False)
+            status, wf_data, main_ended = runtime.current_position(running)
+            _common.apply_status_effects(session, request, before, wf_data if status else filled, main_ended)
+            if task.step.startswith("escalate"):
+                for escalation in session.execute(
+                    select(Escalation).where(Escalation.request_id == request.id, Escalation.resolved_at.is_(None))
+                ).scalars():
+                    escalation.resolved_at = now
+                    escalation.resolved_by = actor.username
+                    escalation.note = data.get("action") or data.get("note")
+            audit.record(session, "task_completed", actor=actor.username, request_id=request.id, step=task.step,
+                         public=False, before={"status": before}, after={"status": request.status, "data": data})
+            for action, note, public in _events_for(task.step, data, before, request):
+                audit.record(session, action, actor=actor.username, request_id=request.id, step=task.step,
+                             note=note, public=public, after={"status": request.status, "deadlines": request.deadlines})
+            _common.flush(session)
         calendar = cal.load_calendar(session)
         from .requests import public_summary
         result = {"request": public_summary(session, request),

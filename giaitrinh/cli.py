@@ -146,5 +146,71 @@ def audit_verify() -> None:
     sys.exit(2)
 
 
+@main.command()
+@click.argument("target", type=click.Path(dir_okay=False, path_type=Path))
+def backup(target: Path) -> None:
+    """Back up the database to TARGET (SQLite copy or pg_dump), checked."""
+    from . import backup as backups
+
+    settings = load_settings()
+    try:
+        backups.backup(settings.database_url, target)
+    except backups.BackupError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"backup written and checked: {target}")
+
+
+@main.command()
+@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def restore(source: Path, yes: bool) -> None:
+    """Replace the database with the backup SOURCE, then verify the audit chain. Stop the servers first."""
+    from . import backup as backups
+    from .engine import audit as engine_audit
+    from .engine import db as engine_db
+
+    settings = load_settings()
+    if not yes:
+        click.confirm(f"Replace everything in {_safe_url(settings.database_url)} with {source}?", abort=True)
+    try:
+        backups.restore(settings.database_url, source)
+    except backups.BackupError as exc:
+        raise click.ClickException(str(exc)) from None
+    _boot()
+    with engine_db.read_only() as session:
+        result = engine_audit.verify(session)
+    if not result.ok:
+        click.echo(f"restored, but the audit trail is BROKEN at event {result.first_bad_id}: {result.problem}", err=True)
+        sys.exit(2)
+    click.echo(f"restored from {source}; audit trail intact ({result.checked} events)")
+
+
+@main.group()
+def retention() -> None:
+    """Erasing personal data of closed cases after the retention period."""
+
+
+@retention.command("purge")
+@click.option("--days", type=click.IntRange(30, 36500), default=None,
+              help="Retention period in days (default GIAITRINH_RETENTION_DAYS, else 1825).")
+@click.option("--dry-run", is_flag=True, help="List what would be erased, erase nothing.")
+def retention_purge(days: int | None, dry_run: bool) -> None:
+    """Erase the personal data of closed cases older than the retention period."""
+    from .engine.services import retention as retention_service
+
+    _boot()
+    codes = retention_service.due(days or retention_service.DEFAULT_DAYS)
+    if dry_run:
+        for code in codes:
+            click.echo(code)
+        click.echo(f"{len(codes)} closed cases past the retention period (nothing erased)")
+        return
+    erased = 0
+    with click.progressbar(codes, label="Xóa thông tin cá nhân") as bar:
+        for code in bar:
+            erased += not retention_service.purge(code, actor="retention")["skipped"]
+    click.echo(f"personal data erased from {erased} closed cases")
+
+
 if __name__ == "__main__":
     main()

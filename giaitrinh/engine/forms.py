@@ -1,6 +1,9 @@
 """JSON Schema task forms: validation with a message per field, and dynamic options."""
 from __future__ import annotations
 
+import re
+import unicodedata
+
 from copy import deepcopy
 from typing import Any, Callable
 
@@ -41,10 +44,43 @@ def _message(error: ValidationError) -> tuple[str, str]:
     return _path(path), error.message
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def normalize(value: Any) -> Any:
+    """Every string in NFC, the form Vietnamese text is searched and redacted in: "Nguyễn" typed
+    with combining marks (NFD) and precomposed is then the same text."""
+    if isinstance(value, str):
+        return unicodedata.normalize("NFC", value)
+    if isinstance(value, dict):
+        return {k: normalize(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [normalize(v) for v in value]
+    return value
+
+
+def control_characters(value: Any, path: str = "") -> dict[str, str]:
+    """Fields holding a null byte or another control character (tabs and newlines are text)."""
+    found: dict[str, str] = {}
+    if isinstance(value, str):
+        if _CONTROL.search(value):
+            found[path or "data"] = "Không được chứa ký tự điều khiển (no control characters such as NUL)."
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            found.update(control_characters(v, f"{path}.{k}" if path else str(k)))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            found.update(control_characters(v, f"{path}.{i}" if path else str(i)))
+    return found
+
+
 def validate(schema: dict, data: Any) -> dict[str, str]:
     """Field path -> message for every problem; empty when the data fits the form."""
     if not isinstance(data, dict):
         return {"data": "Dữ liệu biểu mẫu phải là một đối tượng JSON (expected an object)."}
+    controls = control_characters(data)
+    if controls:
+        return controls
     validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
     fields: dict[str, str] = {}
     for error in sorted(validator.iter_errors(data), key=lambda e: (len(e.absolute_path), e.path)):

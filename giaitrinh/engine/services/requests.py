@@ -89,6 +89,7 @@ def _next_code(session, year: int) -> str:
 
 def submit(payload: Any, actor: Actor | None = None) -> dict:
     """A new request: its code, its secret token (shown once) and the acknowledgement deadline."""
+    payload = forms.normalize(payload)
     fields = forms.validate(REQUEST_SCHEMA, payload)
     if fields:
         raise ValidationFailed("yêu cầu chưa hợp lệ (invalid request)", fields)
@@ -217,6 +218,9 @@ def withdraw(code: str, token: str | None, reason: str | None = None, actor: Act
     """The requester withdraws the whole request (art. 14): the case terminates."""
     if reason is not None and (not isinstance(reason, str) or len(reason) > 5000):
         raise ValidationFailed("lý do không hợp lệ", {"reason": "Tối đa 5000 ký tự (string, at most 5000 characters)."})
+    reason = forms.normalize(reason)
+    if forms.control_characters(reason):
+        raise ValidationFailed("lý do không hợp lệ", forms.control_characters(reason, "reason"))
     with db.transaction() as session:
         _authorize(session, code, token, actor)
         request = _common.request_for_update(session, code)
@@ -240,8 +244,11 @@ def withdraw(code: str, token: str | None, reason: str | None = None, actor: Act
 
 def provide_info(code: str, token: str | None, content: Any, actor: Actor | None = None) -> dict:
     """The requester supplies what reception asked for; the acknowledgement clock restarts."""
-    if not isinstance(content, str) or not (3 <= len(content.strip()) <= 20000) or "\x00" in content:
+    if not isinstance(content, str) or not (3 <= len(content.strip()) <= 20000):
         raise ValidationFailed("thông tin bổ sung không hợp lệ", {"content": "Từ 3 đến 20000 ký tự (3..20000 characters)."})
+    content = forms.normalize(content)
+    if forms.control_characters(content):
+        raise ValidationFailed("thông tin bổ sung không hợp lệ", forms.control_characters(content, "content"))
     with db.transaction() as session:
         _authorize(session, code, token, actor)
         request = _common.request_for_update(session, code)
@@ -267,6 +274,9 @@ def rate(code: str, token: str | None, score: Any, comment: Any = None, actor: A
         fields["score"] = "Điểm từ 1 đến 5 (integer 1..5)."
     if comment is not None and (not isinstance(comment, str) or len(comment) > 5000):
         fields["comment"] = "Tối đa 5000 ký tự (string, at most 5000 characters)."
+    else:
+        comment = forms.normalize(comment)
+        fields.update(forms.control_characters(comment, "comment"))
     if fields:
         raise ValidationFailed("đánh giá không hợp lệ (invalid rating)", fields)
     with db.transaction() as session:

@@ -355,6 +355,7 @@ def complete(task_id: str, data: Any, actor: Actor) -> dict:
         if request.suspended_at is not None:
             raise Conflict("yêu cầu đang tạm đình chỉ giải trình (request suspended)")
         schema = _form_for(session, task)
+        data = forms.normalize(data)
         fields = forms.validate(schema, data)
         if fields:
             raise ValidationFailed("biểu mẫu chưa hợp lệ (invalid form)", fields)

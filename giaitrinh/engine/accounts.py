@@ -194,6 +194,14 @@ def issue_token(session: Session, user: User) -> tuple[str, ApiToken]:
     return secret, row
 
 
+def revoke_token(session: Session, secret: str) -> bool:
+    row = session.execute(select(ApiToken).where(ApiToken.token_hash == hash_secret(secret))).scalar_one_or_none()
+    if row is None or row.revoked_at is not None:
+        return False
+    row.revoked_at = clock.wall_now()
+    return True
+
+
 def user_for_token(session: Session, secret: str) -> User | None:
     row = session.execute(select(ApiToken).where(ApiToken.token_hash == hash_secret(secret))).scalar_one_or_none()
     if row is None or row.revoked_at is not None or row.expires_at <= clock.wall_now():

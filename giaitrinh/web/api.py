@@ -113,6 +113,18 @@ def issue_token():
     return jsonify({"token": secret, "expires_at": _iso(expires)}), 201
 
 
+@bp.delete("/auth/token")
+@policy("official")
+def revoke_token():
+    """Sign out this API client: its bearer token stops working at once."""
+    header = request.headers.get("Authorization", "")
+    if not header.lower().startswith("bearer "):
+        raise Unauthenticated("cần mã truy cập (bearer token required)")
+    with db.transaction() as session:
+        accounts.revoke_token(session, header[7:].strip())
+    return "", 204
+
+
 def _iso(value):
     from ..engine.services._common import iso
     return iso(value)

@@ -18,7 +18,7 @@ ERROR = {
 
 def _err(*codes: int) -> dict:
     names = {400: "Not JSON", 401: "Not signed in", 403: "Forbidden", 404: "Unknown", 409: "Conflict",
-             413: "Too large", 422: "Invalid content"}
+             413: "Too large", 422: "Invalid content", 429: "Too many requests (rate limit or account lockout)"}
     return {str(c): {"description": names[c], "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
             for c in codes}
 
@@ -57,15 +57,18 @@ def document(dev_clock: bool = False) -> dict:
                 "username": {"type": "string"}, "password": {"type": "string"}}}),
             "responses": {**_ok(201, {"type": "object", "properties": {"token": {"type": "string"},
                                                                         "expires_at": {"type": "string"}}}),
-                          **_err(400, 401, 422)}}},
+                          **_err(400, 401, 422, 429)},
+        }, "delete": {
+            "summary": "Revoke the bearer token of this call (sign out)", "tags": ["officials"],
+            "responses": {"204": {"description": "revoked"}, **_err(401)}}},
         "/api/v1/requests": {"post": {
             "summary": "Submit a request for explanation", "tags": ["citizens"],
             "requestBody": _body(request_schema),
             "responses": {**_ok(201, {"type": "object", "required": ["code", "token", "status", "received_at", "deadlines"]}),
-                          **_err(400, 403, 404, 413, 422)}}},
+                          **_err(400, 403, 404, 413, 422, 429)}}},
         "/api/v1/requests/{code}": {"get": {
             "summary": "Follow a request", "tags": ["citizens"], "parameters": [_path("code"), TOKEN_HEADER],
-            "responses": {**_ok(), **_err(401, 403, 404)}}},
+            "responses": {**_ok(), **_err(401, 403, 404, 429)}}},
         "/api/v1/requests/{code}/withdraw": {"post": {
             "summary": "Withdraw the whole request (art. 14)", "tags": ["citizens"], "parameters": [_path("code"), TOKEN_HEADER],
             "requestBody": _body({"type": "object", "properties": {"reason": {"type": "string", "maxLength": 5000}}}, False),

@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+ASSETS := node_modules/.installed
 
-.PHONY: run test venv db demo bench clean
+.PHONY: run test venv assets browser db demo bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,21 +15,33 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# bpmn-js (the modeler and the diagram viewer) from the npm registry, pinned by package-lock.json.
+$(ASSETS): package.json package-lock.json
+	npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	touch $(ASSETS)
+
+assets: $(ASSETS)
+
+# The browser tests drive Debian's chromium (never a browser downloaded by a test tool).
+browser:
+	@command -v chromium >/dev/null || apt-get install -y --no-install-recommends chromium \
+	  || (apt-get update && apt-get install -y --no-install-recommends chromium)
+
 db: venv
 	$(BIN)/giaitrinh db upgrade
 
-demo: db
+demo: db assets
 	$(BIN)/giaitrinh seed-demo
 
 # Set up everything and start the web server with its scheduler on http://127.0.0.1:8000
 run: demo
 	GIAITRINH_DEV_CLOCK=$${GIAITRINH_DEV_CLOCK:-1} $(BIN)/giaitrinh serve --host 127.0.0.1 --port 8000
 
-test: venv
+test: venv assets browser
 	$(BIN)/python -m pytest
 
 bench: venv
 	$(BIN)/python bench/lifecycle.py
 
 clean:
-	rm -rf $(VENV) instance
+	rm -rf $(VENV) instance node_modules

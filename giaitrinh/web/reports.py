@@ -25,7 +25,7 @@ def labels() -> dict[str, str]:
         "received": _("Tiếp nhận"), "accepted": _("Thụ lý"), "refused": _("Từ chối"),
         "redirected": _("Hướng dẫn đến cơ quan khác"), "explained": _("Đã giải trình"),
         "explained_on_time": _("Giải trình đúng hạn"), "explained_late": _("Giải trình quá hạn"),
-        "on_time_rate": _("Tỷ lệ đúng hạn (%)"),
+        "on_time_rate": _("Tỷ lệ đúng hạn"),
         "avg_working_days_to_acknowledge": _("Số ngày làm việc TB để thông báo tiếp nhận"),
         "avg_days_to_explain": _("Số ngày TB để giải trình"), "extensions": _("Gia hạn"),
         "suspensions": _("Tạm đình chỉ"), "withdrawals": _("Rút yêu cầu"),

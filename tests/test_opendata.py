@@ -144,7 +144,8 @@ def test_open311_filters(cases, fixed_clock):
     assert opendata.open311_requests() == []
     assert len(opendata.open311_requests(start_date="2026-01-01")) == 1
     for kwargs, field in (({"status": "pending"}, "status"), ({"start_date": "yesterday"}, "start_date"),
-                          ({"start_date": "2026-12-01", "end_date": "2026-11-01"}, "end_date")):
+                          ({"start_date": "2026-12-01", "end_date": "2026-11-01"}, "end_date"),
+                          ({"start_date": "0001-01-01T00:00:00+01:00"}, "start_date")):
         with pytest.raises(ValidationFailed) as caught:
             opendata.open311_requests(**kwargs)
         assert field in caught.value.fields

@@ -22,6 +22,7 @@ from giaitrinh.engine.services import reports, requests, supervision
 from sqlalchemy import select
 
 from .helpers import CITIZEN, EXPLANATION, do, submit
+from .test_migrations import empty_url  # noqa: F401 - fixture: an empty SQLite or PostgreSQL database
 
 LOCAL = "+07:00"
 
@@ -217,3 +218,35 @@ def test_an_empty_month_has_zeros_and_no_averages(world, people):
     assert report["avg_working_days_to_acknowledge"] is None and report["satisfaction_avg"] is None
     assert report["on_time_rate"] is None
     assert CITIZEN["unit"] == "MX"
+
+
+def test_the_migration_fills_the_report_columns_of_older_rows(empty_url, fixed_clock):
+    """Cases written at head lose the columns (downgrade to 0003) and get them back, the same, on upgrade."""
+    from alembic import command
+
+    from giaitrinh import migrate
+    from giaitrinh.engine import calendar as cal
+
+    migrate.upgrade(empty_url)
+    engine = db.init_db(empty_url)
+    cal.invalidate_cache()
+    demo._setup_accounts()
+    demo._deploy()
+    build_month(fixed_clock)
+    columns = ("code", "decision", "refusal_ground", "ack_working_days", "explain_due_at", "explain_days")
+
+    def facts():
+        with db.read_only() as session:
+            return sorted(tuple(getattr(r, c) for c in columns) for r in session.execute(select(Request)).scalars())
+
+    before = facts()
+    assert sum(1 for row in before if row[4] is not None) == 3
+    engine.dispose()
+    config = migrate.alembic_config(empty_url)
+    command.downgrade(config, "0003")
+    command.upgrade(config, "head")
+    engine = db.init_db(empty_url)
+    try:
+        assert facts() == before
+    finally:
+        engine.dispose()

@@ -140,9 +140,12 @@ def _instant(name: str, value: Any) -> datetime | None:
         return None
     try:
         moment = datetime.fromisoformat(str(value)[:40].replace("Z", "+00:00"))
-    except ValueError:
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=cal.LOCAL_TZ)
+        if not 1900 <= moment.astimezone(cal.LOCAL_TZ).year <= 2200:
+            raise ValueError
+    except (ValueError, OverflowError):
         raise ValidationFailed(f"{name} không hợp lệ", {name: "W3C date-time, e.g. 2026-11-01T00:00:00+07:00"}) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=cal.LOCAL_TZ)
+    return moment
 
 
 def _published(session):

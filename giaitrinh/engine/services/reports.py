@@ -343,13 +343,12 @@ def yearly(actor: Actor, unit: Any, year: Any) -> dict:
                    .union(select(Task.request_id, Task.assignee)
                           .where(Task.step == "explain", Task.status == "open", Task.assignee.is_not(None)))
                    .subquery())
-        official_rows = []
-        names = dict(session.execute(select(User.username, User.full_name)).all())
-        for row in session.execute(
-                select(handled.c.official, *measures).join(Request, Request.id == handled.c.request_id)
-                .where(cohort).group_by(handled.c.official).order_by(handled.c.official)).mappings():
-            row = dict(row)
-            official_rows.append(_evaluation(row.pop("official"), None, row, names))
+        rows = [dict(row) for row in session.execute(
+            select(handled.c.official, *measures).join(Request, Request.id == handled.c.request_id)
+            .where(cohort).group_by(handled.c.official).order_by(handled.c.official)).mappings()]
+        names = dict(session.execute(select(User.username, User.full_name)
+                                     .where(User.username.in_([r["official"] for r in rows]))).all()) if rows else {}
+        official_rows = [_evaluation(row.pop("official"), None, row, names) for row in rows]
     total = _evaluation(unit, units[unit].name, {
         key: sum((r["raw"][key] for r in unit_rows), 0) for key in ("cases", "on_time", "late", "open_late",
                                                                    "rating_sum", "rating_n")})

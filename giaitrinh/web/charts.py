@@ -14,6 +14,7 @@ class Segment:
     width: float
     value: float
     css: str
+    label: str = ""
 
 
 @dataclass
@@ -35,11 +36,11 @@ class Chart:
     legend: list[tuple[str, str]]
 
 
-def bars(rows: list[tuple[str, list[tuple[float | None, str]]]], legend: list[tuple[str, str]] | None = None,
+def bars(rows: list[tuple[str, list[tuple]]], legend: list[tuple[str, str]] | None = None,
          width: int = 640, label_width: int = 230, bar_height: int = 22, gap: int = 8,
          unit: str = "") -> Chart:
-    """Horizontal bars, one per (label, [(value, css class), ...]); several values stack."""
-    values = [sum(v or 0 for v, _ in parts) for _, parts in rows]
+    """Horizontal bars, one per (label, [(value, css class[, what it counts]), ...]); several values stack."""
+    values = [sum(part[0] or 0 for part in parts) for _, parts in rows]
     biggest = max(values, default=0) or 1
     room = width - label_width - 60
     out = []
@@ -47,9 +48,10 @@ def bars(rows: list[tuple[str, list[tuple[float | None, str]]]], legend: list[tu
         y = index * (bar_height + gap)
         bar = Bar(label=label, y=y, total=total, text=_number(total) + unit)
         x = float(label_width)
-        for value, css in parts:
+        for value, css, *what in parts:
             w = room * (value or 0) / biggest
-            bar.segments.append(Segment(x=round(x, 1), width=round(w, 1), value=value or 0, css=css))
+            bar.segments.append(Segment(x=round(x, 1), width=round(w, 1), value=value or 0, css=css,
+                                        label=what[0] if what else ""))
             x += w
         out.append(bar)
     height = max(1, len(rows)) * (bar_height + gap)

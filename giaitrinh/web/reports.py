@@ -60,14 +60,15 @@ def _monthly_charts(report: dict, names: dict[str, str]) -> dict:
         (names["explained_on_time"], [(report["explained_on_time"], "c-ok")]),
         (names["explained_late"], [(report["explained_late"], "c-late")]),
         (names["open_at_end"], [(report["open_at_end"], "c-open")]),
-    ])
+    ], width=500, label_width=200)
     timeliness = charts.bars(
-        [(row["unit_name"], [(row["explained_on_time"], "c-ok"), (row["explained_late"], "c-late")])
+        [(row["unit_name"], [(row["explained_on_time"], "c-ok", _("Đúng hạn")),
+                              (row["explained_late"], "c-late", _("Quá hạn"))])
          for row in report["breakdown"]],
         legend=[(_("Đúng hạn"), "c-ok"), (_("Quá hạn"), "c-late")])
     satisfaction = charts.bars(
         [(_("%(n)s sao", n=k), [(report["satisfaction_distribution"][str(k)], f"c-star{k}")]) for k in range(5, 0, -1)],
-        label_width=120, width=480)
+        label_width=80, width=460)
     grounds = [(REFUSAL_GROUNDS[g], n) for g, n in report["refused_by_ground"].items() if n]
     return {"outcome": outcome, "timeliness": timeliness, "satisfaction": satisfaction, "grounds": grounds}
 
@@ -109,7 +110,8 @@ def yearly():
     evaluation = reports.yearly(actor, unit, year)
     rows = evaluation["officials"]
     chart = charts.bars([(r["full_name"], [(r["on_time_rate"] or 0, "c-ok")]) for r in rows], unit="%")
-    unit_chart = charts.bars([(r["unit_name"], [(r["explained_on_time"], "c-ok"), (r["late_cases"], "c-late")])
+    unit_chart = charts.bars([(r["unit_name"], [(r["explained_on_time"], "c-ok", _("Đúng hạn")),
+                                                (r["late_cases"], "c-late", _("Chậm, quá hạn"))])
                               for r in evaluation["units"]],
                              legend=[(_("Đúng hạn"), "c-ok"), (_("Chậm, quá hạn"), "c-late")])
     return render_template("reports/yearly.html", evaluation=evaluation, units=units, chart=chart,

@@ -1,4 +1,4 @@
-"""The ``giaitrinh`` command (API.md): serve, db upgrade, seed-demo, timers, deploy, audit."""
+"""The ``giaitrinh`` command (API.md): serve, db upgrade, seed-demo, timers, deploy, report, audit."""
 from __future__ import annotations
 
 import sys
@@ -210,6 +210,43 @@ def retention_purge(days: int | None, dry_run: bool) -> None:
         for code in bar:
             erased += not retention_service.purge(code, actor="retention")["skipped"]
     click.echo(f"personal data erased from {erased} closed cases")
+
+
+@main.group()
+def report() -> None:
+    """Reports: the monthly report to the level above."""
+
+
+@report.command("monthly")
+@click.option("--unit", required=True, help="Unit code; the report covers it and every unit below it.")
+@click.option("--month", required=True, help="YYYY-MM (received in that month, Vietnam time).")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="File to write; .xlsx or .csv (the format follows the extension).")
+def report_monthly(unit: str, month: str, out: Path) -> None:
+    """Write the monthly report of a unit as XLSX or CSV (the same file the web page gives)."""
+    from .engine import accounts
+    from .engine.errors import ServiceError
+    from .engine.services import reports
+
+    fmt = out.suffix.lower().lstrip(".")
+    if fmt not in ("xlsx", "csv"):
+        raise click.BadParameter("the file must end in .xlsx or .csv", param_hint="--out")
+    _boot()
+    # The command line runs on the server, as its operator: every unit.
+    actor = accounts.Actor("cli", "Command line", {"admin": frozenset({accounts.ALL_UNITS})})
+    with click.progressbar(length=3, label=f"Báo cáo tháng {month} ({unit})", file=sys.stderr) as bar:
+        try:
+            report = reports.monthly(actor, unit, month)
+            bar.update(1)
+            content = reports.to_xlsx(report) if fmt == "xlsx" else reports.to_csv(report)
+            bar.update(1)
+        except ServiceError as exc:
+            detail = "; ".join(f"{k}: {v}" for k, v in exc.fields.items())
+            raise click.ClickException(exc.message + (f" ({detail})" if detail else "")) from None
+        out.write_bytes(content)
+        bar.update(1)
+    click.echo(f"{out}: {report['received']} received, {report['explained_on_time']} explained on time, "
+               f"{report['explained_late']} late, {report['open_at_end']} open at month end")
 
 
 if __name__ == "__main__":

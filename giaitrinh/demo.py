@@ -29,6 +29,7 @@ USERS = [
     ("thanhtra", "Hoàng Văn Thanh (Thanh tra)", [("supervisor", "MX")]),
     ("thietke", "Đỗ Thị Thiết Kế (Quản trị quy trình)", [("designer", None)]),
     ("admin", "Quản trị hệ thống", [("admin", None)]),
+    ("ketnoi", "Kết nối CSDL quốc gia về trách nhiệm giải trình", [("exporter", None)]),
 ]
 
 SUBJECTS = [

@@ -142,6 +142,9 @@ class Request(Base):
     __table_args__ = (
         Index("ix_requests_unit_status", "unit_code", "status"),
         Index("ix_requests_open_deadline", "closed", "deadline_at"),
+        # Reports: a unit's cases by the month they were received, and its ratings.
+        Index("ix_requests_unit_received", "unit_code", "received_at"),
+        Index("ix_requests_unit_rated", "unit_code", "rated_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -184,6 +187,16 @@ class Request(Base):
     rated_at: Mapped[Optional[datetime]]
     # Retention: when the requester's personal data was erased (the case and its answer stay).
     purged_at: Mapped[Optional[datetime]]
+    # Reports (written when the fact happens, so reports are SQL aggregates over typed columns):
+    # the acknowledgement decision (accept | refuse | redirect) and the refusal's legal ground,
+    decision: Mapped[Optional[str]] = mapped_column(String(16))
+    refusal_ground: Mapped[Optional[str]] = mapped_column(String(64))
+    # working days from receipt to the acknowledgement (art. 147: the day of receipt not counted),
+    ack_working_days: Mapped[Optional[int]]
+    # the explanation deadline in force when the explanation was issued (extension and
+    # suspensions included), and the days it took from the acceptance, suspended days left out.
+    explain_due_at: Mapped[Optional[datetime]]
+    explain_days: Mapped[Optional[int]]
 
 
 class WorkflowState(Base):

@@ -38,6 +38,7 @@ def create_app(settings: Settings | None = None, *, boot_engine: bool = True) ->
     i18n.init_app(app)
 
     from . import admin, api, auth, errors, filters, labels, limits, policy, portal, security, supervise, tasks, vendor
+    from . import open311, reports, reports_api  # noqa: F401 - reports_api adds its routes to api.bp
     filters.register(app)
     limits.init_app(app, settings)
     labels.register(app)
@@ -51,6 +52,8 @@ def create_app(settings: Settings | None = None, *, boot_engine: bool = True) ->
     app.register_blueprint(api.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(vendor.bp)
+    app.register_blueprint(reports.bp)
+    app.register_blueprint(open311.bp)
     if settings.dev_clock:
         app.register_blueprint(api.dev_bp)
 

@@ -36,6 +36,7 @@ ROLE = {
     "supervisor": _l("Thanh tra, giám sát"),
     "designer": _l("Quản trị quy trình"),
     "admin": _l("Quản trị hệ thống"),
+    "exporter": _l("Kết nối dữ liệu (xuất dữ liệu mở)"),
 }
 
 DEADLINE = {

@@ -155,6 +155,7 @@ def document(dev_clock: bool = False) -> dict:
                        "parameters": [_path("day", {"type": "string", "format": "date"})],
                        "responses": {"204": {"description": "Removed"}, **_err(401, 403, 404, 422)}}},
     }
+    paths.update(_reports_and_open_data())
     if dev_clock:
         paths["/api/v1/dev/clock"] = {
             "get": {"summary": "The engine clock", "tags": ["dev"], "responses": _ok()},
@@ -171,4 +172,91 @@ def document(dev_clock: bool = False) -> dict:
             "schemas": {"Error": ERROR},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
+    }
+
+
+# -- reports and open data (branch reports) ------------------------------------------------------
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+MONTHLY = {"type": "object", "required": [
+    "unit", "month", "received", "accepted", "refused", "redirected", "explained_on_time", "explained_late",
+    "open_at_end", "avg_working_days_to_acknowledge", "avg_days_to_explain", "satisfaction_avg",
+    "satisfaction_distribution", "refused_by_ground", "extensions", "suspensions", "withdrawals", "breakdown",
+    "definitions"], "properties": {
+    "unit": {"type": "string"}, "month": {"type": "string"}, "received": {"type": "integer"},
+    "avg_working_days_to_acknowledge": {"type": ["number", "null"]}, "avg_days_to_explain": {"type": ["number", "null"]},
+    "satisfaction_avg": {"type": ["number", "null"]}, "on_time_rate": {"type": ["number", "null"]},
+    "breakdown": {"type": "array", "items": {"type": "object"}}}}
+OPEN311_ERROR = {"type": "array", "items": {"type": "object", "required": ["code", "description"], "properties": {
+    "code": {"type": "integer"}, "description": {"type": "string"}}}}
+OPEN311_REQUEST = {"type": "object", "required": ["service_request_id", "status", "service_code", "requested_datetime"],
+                   "properties": {"service_request_id": {"type": "string"},
+                                  "status": {"type": "string", "enum": ["open", "closed"]},
+                                  "status_notes": {"type": "string"}, "service_name": {"type": "string"},
+                                  "service_code": {"type": "string"}, "description": {"type": "string"},
+                                  "agency_responsible": {"type": "string"}, "service_notice": {"type": "string"},
+                                  "requested_datetime": {"type": "string"}, "updated_datetime": {"type": "string"},
+                                  "expected_datetime": {"type": "string"}}}
+
+
+def _open311(status: int, schema: dict, description: str = "OK") -> dict:
+    return {str(status): {"description": description, "content": {"application/json": {"schema": schema}}}}
+
+
+def _reports_and_open_data() -> dict:
+    unit = {"name": "unit", "in": "query", "required": True, "schema": {"type": "string", "maxLength": 32},
+            "description": "Unit code; the report covers it and every unit below it"}
+    month = _q("month", {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"}, "YYYY-MM, default: this month")
+    return {
+        "/api/v1/reports/monthly": {"get": {
+            "summary": "Monthly report of a unit, rolled up over the units below it (json, xlsx or csv)",
+            "tags": ["supervisors"], "security": BEARER,
+            "parameters": [unit, month, _q("format", {"type": "string", "enum": ["json", "xlsx", "csv"]})],
+            "responses": {"200": {"description": "The report", "content": {
+                "application/json": {"schema": MONTHLY}, XLSX: {"schema": {"type": "string", "format": "binary"}},
+                "text/csv": {"schema": {"type": "string"}}}}, **_err(401, 403, 404, 422)}}},
+        "/api/v1/reports/yearly": {"get": {
+            "summary": "Yearly evaluation per unit and per official (on-time rate, late cases, satisfaction)",
+            "tags": ["supervisors"], "security": BEARER,
+            "parameters": [unit, _q("year", {"type": "string", "pattern": "^[0-9]{4}$"})],
+            "responses": {**_ok(200, {"type": "object", "required": ["unit", "year", "total", "units", "officials"]}),
+                          **_err(401, 403, 404, 422)}}},
+        "/api/v1/reports/unhappy-ratings": {"get": {
+            "summary": "Ratings of max_score (default 2) or less, with the citizen's comment",
+            "tags": ["supervisors"], "security": BEARER,
+            "parameters": [unit, _q("month", {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"}, "by month rated"),
+                           _q("max_score", {"type": "integer", "minimum": 1, "maximum": 5}), *PAGING],
+            "responses": {**_ok(200, LIST), **_err(401, 403, 404, 422)}}},
+        "/api/v1/export/cases": {"get": {
+            "summary": "Every case change after a cursor, redacted, for a national accountability database",
+            "description": "Roles exporter or admin, in the units granted. Pass the answer's `next` as `since` "
+                           "to get the following changes; each change comes exactly once, oldest first. Items carry "
+                           "no requester name, address, phone or email, no content and no rating comment.",
+            "tags": ["open data"], "security": BEARER,
+            "parameters": [_q("since", {"type": "string", "pattern": "^[0-9]{0,18}$"}, "cursor: `next` of the last answer"),
+                           _q("limit", {"type": "integer", "minimum": 1, "maximum": 1000})],
+            "responses": {**_ok(200, {"type": "object", "required": ["items", "next", "has_more"], "properties": {
+                "items": {"type": "array", "items": {"type": "object", "required": ["id", "at", "event", "case"]}},
+                "next": {"type": "string"}, "has_more": {"type": "boolean"}}}), **_err(401, 403, 422)}}},
+        "/open311/v2/services.json": {"get": {
+            "summary": "Open311 GeoReport v2: the request types", "tags": ["open data"],
+            "responses": _open311(200, {"type": "array", "items": {"type": "object", "required": [
+                "service_code", "service_name", "metadata", "type"]}})}},
+        "/open311/v2/requests.json": {"get": {
+            "summary": "Open311 GeoReport v2: published cases (read-only, redacted)", "tags": ["open data"],
+            "parameters": [_q("service_request_id", {"type": "string"}, "comma-separated codes; overrides the rest"),
+                           _q("service_code", {"type": "string"}),
+                           _q("start_date", {"type": "string", "format": "date-time"}),
+                           _q("end_date", {"type": "string", "format": "date-time"}),
+                           _q("status", {"type": "string", "enum": ["open", "closed", "open,closed"]}),
+                           _q("jurisdiction_id", {"type": "string"}),
+                           _q("page", {"type": "integer", "minimum": 1}),
+                           _q("page_size", {"type": "integer", "minimum": 1, "maximum": 1000})],
+            "responses": {**_open311(200, {"type": "array", "items": OPEN311_REQUEST}),
+                          **_open311(400, OPEN311_ERROR, "Invalid parameter")}}},
+        "/open311/v2/requests/{code}.json": {"get": {
+            "summary": "Open311 GeoReport v2: one published case", "tags": ["open data"],
+            "parameters": [_path("code")],
+            "responses": {**_open311(200, {"type": "array", "items": OPEN311_REQUEST}),
+                          **_open311(404, OPEN311_ERROR, "Unknown or unpublished")}}},
     }

@@ -255,6 +255,7 @@ def apply_status_effects(session: Session, request: Request, old_status: str, da
     if old_status in ("received", "needs_info") and new in ("accepted", "refused", "redirected"):
         request.acknowledged_at = now
         request.outcome = {k: data.get(k) for k in ("decision", "ground", "redirect_to", "note") if data.get(k)}
+        record_acknowledgement(session, request, new, data)
     if new in ("explained", "published") and request.explained_at is None:
         request.explained_at = now
         minutes = [
@@ -270,6 +271,7 @@ def apply_status_effects(session: Session, request: Request, old_status: str, da
             explanation["extension"] = data["extension"]
         explanation["issued_at"] = iso(now)
         request.explanation = explanation
+        record_explanation_times(session, request)
     if new == "published" and request.published_at is None:
         request.published_at = now
         publish_redacted(session, request)
@@ -279,6 +281,48 @@ def apply_status_effects(session: Session, request: Request, old_status: str, da
             request.closed_at = now
         request.deadline_at = None
         request.overdue = False
+
+
+_DECISIONS = {"accepted": "accept", "refused": "refuse", "redirected": "redirect"}
+
+
+def record_acknowledgement(session: Session, request: Request, status: str, data: dict) -> None:
+    """The typed facts the reports count: the decision, its ground, the working days it took."""
+    request.decision = _DECISIONS.get(status)
+    request.refusal_ground = (str(data.get("ground"))[:64] or None) if status == "refused" and data.get("ground") else None
+    calendar = cal.load_calendar(session)
+    request.ack_working_days = max(0, calendar.working_days_between(cal.local_date(request.received_at),
+                                                                    cal.local_date(request.acknowledged_at)))
+
+
+def suspended_days(session: Session, request_id: int, until: datetime) -> int:
+    """Calendar days a case stood suspended (art. 14), as ``supervision.resume`` moves deadlines by."""
+    events = session.execute(
+        select(AuditEvent.action, AuditEvent.at).where(AuditEvent.request_id == request_id,
+                                                       AuditEvent.action.in_(("suspended", "resumed")))
+        .order_by(AuditEvent.id)).all()
+    total, since = 0, None
+    for action, at in events:
+        if action == "suspended" and since is None:
+            since = at
+        elif action == "resumed" and since is not None:
+            total += (cal.local_date(at) - cal.local_date(since)).days
+            since = None
+    if since is not None:
+        total += (cal.local_date(until) - cal.local_date(since)).days
+    return total
+
+
+def record_explanation_times(session: Session, request: Request) -> None:
+    """The deadline in force when the explanation was issued, and the days it took from acceptance."""
+    due = (request.deadlines or {}).get("explain_by")
+    try:
+        request.explain_due_at = datetime.fromisoformat(due) if due else None
+    except ValueError:
+        request.explain_due_at = None
+    if request.acknowledged_at is not None and request.explained_at is not None:
+        days = (cal.local_date(request.explained_at) - cal.local_date(request.acknowledged_at)).days
+        request.explain_days = max(0, days - suspended_days(session, request.id, request.explained_at))
 
 
 VIEW_AUDIT_WINDOW = timedelta(minutes=10)

@@ -14,7 +14,8 @@ from ..accounts import Actor, hash_password, sign_out_everywhere
 from ..errors import Conflict, Forbidden, NotFound, ValidationFailed
 from ..models import Membership, RedactionRule, Unit, User
 
-ROLES = ("reception", "head", "official", "supervisor", "designer", "admin")
+# exporter: the technical account of a national accountability database (GET /api/v1/export/cases)
+ROLES = ("reception", "head", "official", "supervisor", "designer", "admin", "exporter")
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{2,63}$")
 MIN_PASSWORD = 10
 

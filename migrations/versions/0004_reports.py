@@ -7,7 +7,7 @@ indexes for a unit's cases by month of receipt and its ratings. Rows written bef
 revision are filled in from what they already hold (outcome, deadlines, the receive task's form
 data and the audit trail of suspensions), with the national calendar and the local overrides.
 
-Revision ID: 0006
+Revision ID: 0004
 Revises: 0003
 """
 from datetime import datetime, timedelta, timezone
@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 from alembic import op
 import sqlalchemy as sa
 
-revision = "0006"
+revision = "0004"
 down_revision = "0003"
 branch_labels = None
 depends_on = None

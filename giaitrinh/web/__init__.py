@@ -50,6 +50,8 @@ def create_app(settings: Settings | None = None, *, boot_engine: bool = True) ->
     app.register_blueprint(supervise.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(admin.bp)
+    from . import notifications
+    notifications.init_app(app, settings)
     if settings.dev_clock:
         app.register_blueprint(api.dev_bp)
 

@@ -1,7 +1,7 @@
 """Officials' notifications (the bell, the list, mark as read) and the email outbox for administrators."""
 from __future__ import annotations
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, select, update
 
 from .. import audit, clock, db, mail
 from ..accounts import ALL_UNITS, Actor

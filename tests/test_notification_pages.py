@@ -82,3 +82,26 @@ def test_outgoing_mail_page_lists_failures_and_retries_them(app, people):
         assert session.execute(select(OutboxMessage.status)).scalar_one() == "queued"
     assert mail.deliver_due() == 1
     assert login(app, "lanhdao").get("/quan-tri/thu-gui").status_code == 403
+
+
+def test_the_api_lists_and_marks_my_notifications(app, people):
+    sub = submit()
+    do(sub["code"], "receive", people["tiepnhan"], {"decision": "accept"})
+    do(sub["code"], "assign", people["lanhdao"], {"assignee": "chuyenvien"})
+    client = app.test_client()
+
+    def bearer(username):
+        token = client.post("/api/v1/auth/token", json={"username": username, "password": "demo"}).json["token"]
+        return {"Authorization": f"Bearer {token}"}
+
+    mine = bearer("chuyenvien")
+    found = client.get("/api/v1/notifications?unread=true", headers=mine).json
+    assert found["total"] == 1 and found["unread"] == 1 and found["items"][0]["request_code"] == sub["code"]
+    assert client.get("/api/v1/notifications", headers=bearer("chuyenvien2")).json["total"] == 0
+    bad = client.post("/api/v1/notifications/read", headers=mine, json={"ids": ["x"]})
+    assert bad.status_code == 422 and "ids" in bad.json["error"]["fields"]
+    assert client.post("/api/v1/notifications/read", headers=mine, json={"ids": [2 ** 40]}).status_code == 422
+    marked = client.post("/api/v1/notifications/read", headers=mine, json={"ids": [found["items"][0]["id"]]})
+    assert marked.json == {"marked": 1}
+    assert client.get("/api/v1/notifications?unread=true", headers=mine).json["total"] == 0
+    assert client.get("/api/v1/notifications").status_code == 401

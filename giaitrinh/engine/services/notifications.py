@@ -61,9 +61,10 @@ def mark_read(actor: Actor, ids: list[int] | None = None) -> int:
     """Mark some (or, with ``ids=None``, all) of the actor's notices read; returns how many changed."""
     _require_official(actor)
     if ids is not None:
-        if not isinstance(ids, list) or len(ids) > 500 or not all(isinstance(i, int) and not isinstance(i, bool)
-                                                                  for i in ids):
-            raise ValidationFailed("danh sách thông báo không hợp lệ", {"ids": "Tối đa 500 số nguyên (integers)."})
+        if not isinstance(ids, list) or len(ids) > 500 or not all(
+                isinstance(i, int) and not isinstance(i, bool) and 0 < i < 2 ** 31 for i in ids):
+            raise ValidationFailed("danh sách thông báo không hợp lệ",
+                                   {"ids": "Tối đa 500 số nguyên dương (at most 500 positive integers)."})
     now = clock.now()
     with db.transaction() as session:
         statement = update(Notification).where(*_mine(actor), Notification.read_at.is_(None))

@@ -438,3 +438,49 @@ def test_mail_settings_from_the_environment(monkeypatch):
     monkeypatch.setenv("GIAITRINH_SMTP_PORT", "99999")
     with pytest.raises(ConfigError):
         load_settings()
+
+
+class Picky(Inbox):
+    """Refuses one recipient, as a real server refuses an unknown mailbox."""
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address == "khongton@example.vn":
+            return "550 5.1.1 No such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+
+def test_a_refused_recipient_fails_alone_and_a_long_sweep_gives_the_rest_back(world, people, smtp, monkeypatch,
+                                                                             fixed_clock):
+    smtp.stop()
+    smtp.inbox = Picky()
+    smtp.start()
+    bad = requests.submit(dict(CITIZEN, requester=dict(CITIZEN["requester"], email="khongton@example.vn")))
+    good = submit()
+    assert mail.deliver_due() == 1
+    refused, sent = outbox()
+    assert refused.request_id != sent.request_id
+    assert refused.status == "queued" and refused.attempts == 1 and "550" in refused.last_error
+    assert sent.status == "sent" and smtp.inbox.messages()[0]["X-GiaiTrinh-Request"] == good["code"]
+    assert bad["code"] != good["code"]
+    # A sweep that runs out of time releases what it claimed and did not try: no attempt counted.
+    monkeypatch.setattr(mail, "SWEEP_SECONDS", 0.0)
+    fixed_clock.advance(minutes=5)
+    submit()
+    submit()
+    assert mail.deliver_due() == 0  # the refused one came first, failed again, and time was up
+    rows = outbox()
+    assert rows[0].attempts == 2
+    assert [(r.status, r.attempts, r.lease_owner) for r in rows[2:]] == [("queued", 0, None)] * 2
+    assert mail.deliver_due() == 1 and mail.deliver_due() == 1  # the next sweeps take them, one each
+    assert [r.status for r in outbox()] == ["queued", "sent", "sent", "sent"]
+
+
+def test_the_scheduler_sweep_delivers_mail_after_the_timers(world, smtp, fixed_clock):
+    submit()
+    assert timers.run_due() == 0 and len(smtp.inbox.envelopes) == 0  # timers alone send nothing
+    timers._sweep()  # what the background scheduler runs (its next wake-up is not planned here)
+    assert len(smtp.inbox.envelopes) == 1
+    assert mail.next_due() is None
+    submit()
+    assert mail.next_due() == fixed_clock.now()

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import smtplib
 import ssl
+import time
 import traceback
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -45,6 +46,20 @@ from .models import OutboxMessage, Request
 log = logging.getLogger(__name__)
 
 BATCH = 50
+# One sweep spends at most this long sending before it gives the scheduler back to the timers.
+SWEEP_SECONDS = 20.0
+
+
+class ServerUnreachable(Exception):
+    """The mail server could not be reached: every message waiting for it failed the same way."""
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """A failure of the server or of our access to it, not of one message (SMTP errors are OSErrors too)."""
+    if isinstance(exc, (smtplib.SMTPConnectError, smtplib.SMTPServerDisconnected, smtplib.SMTPHeloError,
+                        smtplib.SMTPAuthenticationError, smtplib.SMTPNotSupportedError)):
+        return True
+    return isinstance(exc, OSError) and not isinstance(exc, smtplib.SMTPException)
 QUEUED, SENT, FAILED = "queued", "sent", "failed"
 
 
@@ -227,6 +242,14 @@ def _locked(session, message_id_: int) -> OutboxMessage | None:
 
 def deliver(message_id_: int, fence: int | None = None) -> bool:
     """Send one claimed message; True if it went. Never raises for a delivery problem."""
+    try:
+        return _deliver(message_id_, fence)
+    except ServerUnreachable:
+        return False
+
+
+def _deliver(message_id_: int, fence: int | None) -> bool:
+    """:func:`deliver`, raising ``ServerUnreachable`` (after recording it) when the server is down."""
     cfg = _config
     try:
         with db.read_only() as session:
@@ -243,6 +266,8 @@ def deliver(message_id_: int, fence: int | None = None) -> bool:
         # The outbox backend keeps the message where /dev/outbox shows it: nothing to send.
     except Exception as exc:  # noqa: BLE001 - the mail server or an attachment failed: retry later
         _record_failure(message_id_, fence, exc)
+        if _unreachable(exc):
+            raise ServerUnreachable(str(exc)) from exc
         return False
     try:
         with db.transaction() as session:
@@ -291,18 +316,48 @@ def _record_failure(message_id_: int, fence: int | None, exc: Exception) -> None
 
 
 def deliver_due(now: datetime | None = None, limit: int | None = None) -> int:
-    """Send every message due by ``now`` (default: the engine clock); returns how many went."""
+    """Send every message due by ``now`` (default: the engine clock); returns how many went.
+
+    A server that cannot be reached fails every message of the batch at once (they all back
+    off together instead of each waiting out a connection timeout), and a sweep stops after
+    ``SWEEP_SECONDS`` (what it claimed and did not try is released for the next sweep), so a
+    slow or silent mail server never holds up the timers that share the scheduler.
+    """
     now = now or clock.now()
+    started = time.monotonic()
     sent = 0
     done = 0
     while limit is None or done < limit:
         claimed = _claim(now, BATCH if limit is None else min(BATCH, limit - done))
         if not claimed:
             break
-        for row_id, fence in claimed:
-            sent += deliver(row_id, fence)
+        for index, (row_id, fence) in enumerate(claimed):
+            try:
+                sent += _deliver(row_id, fence)
+            except ServerUnreachable as down:
+                for other_id, other_fence in claimed[index + 1:]:
+                    _record_failure(other_id, other_fence, down)
+                return sent
             done += 1
+            if time.monotonic() - started > SWEEP_SECONDS:
+                _release(claimed[index + 1:])
+                return sent
     return sent
+
+
+def _release(claimed: list[tuple[int, int]]) -> None:
+    """Give back messages claimed but not tried: the next sweep takes them, no attempt counted."""
+    if not claimed:
+        return
+    try:
+        with db.transaction() as session:
+            for row_id, fence in claimed:
+                row = _locked(session, row_id)
+                if row is not None and row.status == QUEUED and row.version == fence:
+                    row.lease_owner = None
+                    row.lease_expires_at = None
+    except Exception:  # noqa: BLE001 - the leases expire by themselves
+        log.debug("could not release mail leases", exc_info=True)
 
 
 def next_due() -> datetime | None:

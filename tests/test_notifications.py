@@ -17,7 +17,7 @@ from giaitrinh import demo
 from giaitrinh.config import ConfigError, load_settings
 from giaitrinh.engine import audit, db, mail, notifications, timers
 from giaitrinh.engine.errors import Forbidden, ValidationFailed
-from giaitrinh.engine.models import AuditEvent, Membership, OutboxMessage, Request, User
+from giaitrinh.engine.models import AuditEvent, Membership, OutboxMessage, Request, Unit, User
 from giaitrinh.engine.services import _common, requests, retention, supervision
 from giaitrinh.engine.services import notifications as notification_service
 
@@ -307,11 +307,21 @@ def test_escalation_notifies_the_head_and_supervisors_of_that_unit_only(world, p
     set_email("lanhdao", "lanhdao@myxuyen.gov.vn")
     set_email("thanhtra", "thanhtra@myxuyen.gov.vn")
     gm_head = _gm_head()
+    with db.transaction() as session:  # a city above the ward, with its own inspector
+        session.add(Unit(code="HN", name="UBND thành phố"))
+        session.flush()
+        session.execute(update(Unit).where(Unit.code == "MX").values(parent_code="HN"))
+        city = User(username="thanhtra_tp", full_name="Thanh tra thành phố", password_hash="x", is_active=True,
+                    created_at=demo.clock.now())
+        session.add(city)
+        session.flush()
+        session.add(Membership(user_id=city.id, role="supervisor", unit_code="HN"))
     sub = submit()
     fixed_clock.set(fixed_clock.now() + timedelta(days=11))  # past 24:00 on Monday 30/11
     assert timers.run_due() >= 1
     mail.deliver_due()
-    for username in ("lanhdao", "thanhtra"):
+    people = dict(people, thanhtra_tp=demo._actor("thanhtra_tp"))
+    for username in ("lanhdao", "thanhtra", "thanhtra_tp"):
         found = notification_service.list_for(people[username])
         assert [n["kind"] for n in found["items"]] == ["escalated"], username
         assert found["items"][0]["request_code"] == sub["code"] and found["unread"] == 1

@@ -316,13 +316,28 @@ def notify_official(session: Session, request: Request, username: str, kind: str
     return notice
 
 
-def _officials_with_roles(session: Session, unit_code: str, roles: Iterable[str]) -> list[tuple[str, str | None]]:
-    """(username, email) of active accounts holding one of these roles in the unit (or in every unit)."""
+def _ancestors(session: Session, unit_code: str) -> list[str]:
+    """The unit and the units above it, nearest first."""
+    chain: list[str] = []
+    code: str | None = unit_code
+    while code and code not in chain:
+        chain.append(code)
+        with session.no_autoflush:
+            unit = session.get(Unit, code)
+        code = unit.parent_code if unit else None
+    return chain
+
+
+def _escalation_recipients(session: Session, unit_code: str) -> list[tuple[str, str | None]]:
+    """(username, email) of the unit's heads, and of the supervisors of the unit, of a unit above
+    it (who see its cases) or of every unit; active accounts only."""
     with session.no_autoflush:
         rows = session.execute(
             select(User.username, User.email).join(Membership, Membership.user_id == User.id)
-            .where(Membership.role.in_(tuple(roles)), User.is_active.is_(True),
-                   or_(Membership.unit_code == unit_code, Membership.unit_code.is_(None)))
+            .where(User.is_active.is_(True), or_(
+                (Membership.role == "head") & (Membership.unit_code == unit_code),
+                (Membership.role.in_(ESCALATION_ROLES)) & Membership.unit_code.is_(None),
+                (Membership.role == "supervisor") & Membership.unit_code.in_(_ancestors(session, unit_code))))
             .order_by(User.username)
         ).all()
     seen: dict[str, str | None] = {}
@@ -336,18 +351,13 @@ def escalated(session: Session, request: Request, step: str, level: int, due_at:
     title = f"Hồ sơ {request.code} quá hạn bước {step} (lần {level})"
     vi = f"Hạn: {_moment(due_at)}. Người giải trình: {request.assignee or '—'}. Nội dung: {_safe(request.subject)}"
     en = f"Step {step} is overdue (level {level}); it was due {_moment(due_at)}."
-    for username, email in _officials_with_roles(session, request.unit_code, ESCALATION_ROLES):
+    for username, email in _escalation_recipients(session, request.unit_code):
         notify_official(session, request, username, "escalated", title, vi, en, email=email)
 
 
 def _may_work_on(session: Session, username: str, unit_code: str) -> bool:
     """The account is active and holds some role in the unit, a unit above it, or every unit."""
-    ancestors: list[str] = []
-    code: str | None = unit_code
-    while code and code not in ancestors:
-        ancestors.append(code)
-        unit = session.get(Unit, code)
-        code = unit.parent_code if unit else None
+    ancestors = _ancestors(session, unit_code)
     with session.no_autoflush:
         found = session.execute(
             select(Membership.id).join(User, User.id == Membership.user_id)

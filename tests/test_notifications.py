@@ -414,6 +414,21 @@ def test_a_document_attached_to_a_notice_is_sent_with_it(world, people, smtp):
         message = smtp.inbox.messages(CITIZEN_MAIL)[-1]
         [part] = list(message.iter_attachments())
         assert part.get_filename() == "thong-bao-thu-ly.pdf" and part.get_content() == pdf
+        assert body(message).startswith("Kính gửi")
+        # A document issued before its notice is queued waits for it in the transaction.
+        with db.transaction() as session:
+            request = _common.request_for_update(session, sub["code"])
+            assert notifications.attach(session, request.id, "extended", {"document_id": 7}) is None
+            notifications.case_event(session, request, "extended", "Cần xác minh")
+        # A reference nobody can resolve makes the delivery wait (retry), it is not sent without it.
+        with db.transaction() as session:
+            request = _common.request_for_update(session, sub["code"])
+            notifications.case_event(session, request, "explained")
+            notifications.attach(session, request.id, "explained", {"document_id": 8})
+        assert mail.deliver_due() == 1
+        assert len(list(smtp.inbox.messages(CITIZEN_MAIL)[-1].iter_attachments())) == 1
+        unresolved = outbox(kind="explained")[0]
+        assert unresolved.status == "queued" and "no attachment resolver" in unresolved.last_error
     finally:
         mail.unregister_attachment_resolver(resolver)
 

@@ -29,6 +29,7 @@ from .models import Membership, Notification, OutboxMessage, Request, Unit, User
 
 ERASED = "[đã xóa]"
 _QUEUED = "giaitrinh_queued_mail"
+_PENDING = "giaitrinh_pending_attachments"
 
 # action (audit event) -> notice kind sent to the requester
 CITIZEN_NOTICES = {
@@ -107,16 +108,20 @@ def queued_in(session: Session) -> list[OutboxMessage]:
 
 
 def attach(session: Session, request_id: int, kind: str, reference: dict) -> OutboxMessage | None:
-    """Attach a document to the message of this kind queued in this transaction for the request.
+    """Attach a document to the notice of this kind for the request, in this transaction.
 
-    ``reference`` is resolved when sending by a resolver registered with
-    :func:`engine.mail.register_attachment_resolver`. Returns the message, or None when no
-    such message was queued (no email address, say).
+    Order does not matter: if the notice is already queued, the reference is added to it
+    (and the message returned); if not yet, it waits in the session and the notice takes it
+    when it is queued (None is returned). A reference whose notice is never queued (the
+    requester gave no email address) is simply dropped with the transaction. ``reference``
+    is resolved when sending, by a resolver registered with
+    :func:`engine.mail.register_attachment_resolver`.
     """
     for message in reversed(queued_in(session)):
         if message.request_id == request_id and message.kind == kind:
             message.attachments = [*(message.attachments or []), dict(reference)]
             return message
+    session.info.setdefault(_PENDING, {}).setdefault((request_id, kind), []).append(dict(reference))
     return None
 
 
@@ -125,6 +130,8 @@ def queue_email(session: Session, *, to: str, kind: str, subject: str, body: str
                 secret: str | None = None, attachments: Iterable[dict] = ()) -> OutboxMessage:
     """One row in the caller's transaction; the scheduler sends it after the commit."""
     now = clock.now()
+    if request is not None:
+        attachments = [*attachments, *session.info.get(_PENDING, {}).pop((request.id, kind), [])]
     message = OutboxMessage(
         request_id=request.id if request is not None else None,
         unit_code=unit_code or (request.unit_code if request is not None else None),

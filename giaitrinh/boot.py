@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 from .config import Settings, load_settings
-from .engine import clock, db
+from .engine import clock, db, mail
 
 
 def boot(settings: Settings | None = None) -> Settings:
     settings = settings or load_settings()
     db.init_db(settings.database_url)
+    mail.configure(mail.MailConfig.from_settings(settings))
     if settings.dev_clock:
         dev = clock.DevClock()
         clock.set_clock(dev)

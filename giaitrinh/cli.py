@@ -93,6 +93,21 @@ def timers_run_due() -> None:
     click.echo(f"fired {fired}")
 
 
+@main.group()
+def mail() -> None:
+    """The email outbox (notices to citizens and officials)."""
+
+
+@mail.command("send-due")
+def mail_send_due() -> None:
+    """Send every queued message that is due now (the scheduler of `serve` does this itself), then exit."""
+    from .engine import mail as engine_mail
+
+    _boot()
+    sent = engine_mail.deliver_due()
+    click.echo(f"sent {sent} ({engine_mail.config().backend})")
+
+
 @main.command()
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--as", "username", default=None, help="Designer account recorded as the deployer.")

@@ -69,11 +69,66 @@ class Settings:
     rate_track: str = "60 per minute"
     rate_sign_in: str = "10 per minute"
     ratelimit_storage: str = "memory://"
+    # Email (engine/mail.py). "outbox": every message is kept in the database and shown at
+    # /dev/outbox (the default in development: a demo needs no mail server; refused in
+    # production). "smtp": sent through the server below (the default in production).
+    mail_backend: str = "outbox"
+    smtp_host: str = "localhost"
+    smtp_port: int = 25
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    smtp_ssl: bool = False
+    smtp_timeout: float = 10.0
+    mail_from: str = "GiảiTrình <no-reply@localhost>"
+    # Where citizens and officials reach the site: the tracking links in emails start with it.
+    public_url: str = "http://127.0.0.1:8000"
     extra: dict = field(default_factory=dict)
 
     @property
     def production(self) -> bool:
         return self.env == "production"
+
+
+def _port(name: str, default: int) -> int:
+    raw = (os.environ.get(name) or "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise ConfigError(f"{name} must be a TCP port (1..65535), not {raw!r}")
+    return int(raw)
+
+
+def _mail_settings(env: str) -> dict:
+    backend = (os.environ.get("GIAITRINH_MAIL_BACKEND") or ("smtp" if env == "production" else "outbox")).strip().lower()
+    if backend not in ("outbox", "smtp"):
+        raise ConfigError(f"GIAITRINH_MAIL_BACKEND must be outbox or smtp, not {backend!r}")
+    if backend == "outbox" and env == "production":
+        raise ConfigError("GIAITRINH_MAIL_BACKEND=outbox is refused when GIAITRINH_ENV=production "
+                          "(citizens would never receive their notices): set GIAITRINH_SMTP_HOST")
+    ssl = _truthy(os.environ.get("GIAITRINH_SMTP_SSL"))
+    starttls = _truthy(os.environ.get("GIAITRINH_SMTP_STARTTLS"))
+    if ssl and starttls:
+        raise ConfigError("GIAITRINH_SMTP_SSL (implicit TLS, port 465) and GIAITRINH_SMTP_STARTTLS exclude each other")
+    public_url = (os.environ.get("GIAITRINH_PUBLIC_URL") or Settings.public_url).strip().rstrip("/")
+    if not public_url.startswith(("http://", "https://")):
+        raise ConfigError(f"GIAITRINH_PUBLIC_URL must start with http:// or https://, not {public_url!r}")
+    try:
+        timeout = float(os.environ.get("GIAITRINH_SMTP_TIMEOUT") or Settings.smtp_timeout)
+    except ValueError:
+        raise ConfigError("GIAITRINH_SMTP_TIMEOUT must be a number of seconds") from None
+    return dict(
+        mail_backend=backend,
+        smtp_host=(os.environ.get("GIAITRINH_SMTP_HOST") or Settings.smtp_host).strip(),
+        smtp_port=_port("GIAITRINH_SMTP_PORT", 465 if ssl else 587 if starttls else 25),
+        smtp_user=os.environ.get("GIAITRINH_SMTP_USER") or None,
+        smtp_password=os.environ.get("GIAITRINH_SMTP_PASSWORD") or None,
+        smtp_starttls=starttls,
+        smtp_ssl=ssl,
+        smtp_timeout=timeout,
+        mail_from=(os.environ.get("GIAITRINH_MAIL_FROM") or Settings.mail_from).strip(),
+        public_url=public_url,
+    )
 
 
 def load_settings(**overrides) -> Settings:
@@ -93,6 +148,7 @@ def load_settings(**overrides) -> Settings:
         rate_track=os.environ.get("GIAITRINH_RATE_TRACK") or Settings.rate_track,
         rate_sign_in=os.environ.get("GIAITRINH_RATE_SIGN_IN") or Settings.rate_sign_in,
         ratelimit_storage=os.environ.get("GIAITRINH_RATELIMIT_STORAGE") or Settings.ratelimit_storage,
+        **_mail_settings(env),
     )
     values.update(overrides)
     return Settings(**values)

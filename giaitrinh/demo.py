@@ -91,8 +91,9 @@ def _setup_accounts() -> None:
         for username, full_name, roles in USERS:
             user = session.execute(select(User).where(User.username == username)).scalar_one_or_none()
             if user is None:
-                user = User(username=username, full_name=full_name, password_hash=_demo_password_hash(),
-                            is_active=True, created_at=clock.now())
+                # An address each, so the demo's /dev/outbox shows officials' mail too.
+                user = User(username=username, full_name=full_name, email=f"{username}@example.vn",
+                            password_hash=_demo_password_hash(), is_active=True, created_at=clock.now())
                 session.add(user)
                 session.flush()
                 for role, unit in roles:

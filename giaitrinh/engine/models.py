@@ -351,3 +351,61 @@ class Setting(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+# -- notifications (branch notify) ---------------------------------------------------------
+
+
+class OutboxMessage(Base):
+    """An email, written in the same transaction as the event it tells of, sent afterwards.
+
+    The row is its own delivery job (``due_at``, lease, attempts, fencing version), claimed
+    by the scheduler like a timer: sending never happens inside the action, so a mail server
+    that is down never blocks or rolls back what caused the message.
+    """
+
+    __tablename__ = "outbox_messages"
+    __table_args__ = (Index("ix_outbox_status_due", "status", "due_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[Optional[int]] = mapped_column(ForeignKey("requests.id"), index=True)
+    unit_code: Mapped[Optional[str]] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(32))
+    recipient: Mapped[str] = mapped_column(String(255))
+    recipient_user: Mapped[Optional[str]] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(500))
+    body: Mapped[str] = mapped_column(Text)
+    # The citizen's tracking link (it holds the plain token): kept only until the mail server
+    # has accepted the message, then erased; the stored body has a placeholder in its place.
+    secret: Mapped[Optional[str]] = mapped_column(Text)
+    # References to documents to attach (e.g. {"document_id": 12}), resolved when sending.
+    attachments: Mapped[list[Any]] = mapped_column(default=list)
+    status: Mapped[str] = mapped_column(String(16), default="queued")  # queued|sent|failed
+    due_at: Mapped[datetime]
+    lease_owner: Mapped[Optional[str]] = mapped_column(String(128))
+    lease_expires_at: Mapped[Optional[datetime]]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[Optional[str]] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    sent_at: Mapped[Optional[datetime]]
+    message_id: Mapped[Optional[str]] = mapped_column(String(255))
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    __mapper_args__ = {"version_id_col": version}
+
+
+class Notification(Base):
+    """An in-app notice to one official (assignment, urging, escalation), about a case of a unit."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_user_read", "username", "read_at", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64))
+    unit_code: Mapped[str] = mapped_column(String(32))
+    request_id: Mapped[Optional[int]] = mapped_column(ForeignKey("requests.id"), index=True)
+    request_code: Mapped[Optional[str]] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(32))
+    title: Mapped[str] = mapped_column(String(500))
+    body: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime]
+    read_at: Mapped[Optional[datetime]]

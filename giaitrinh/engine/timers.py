@@ -242,6 +242,9 @@ def _sweep() -> None:
     try:
         if _may_run_here():
             run_due()
+            from . import mail
+
+            mail.deliver_due()  # the email outbox rides on the same sweep (engine/mail.py)
     except Exception:  # noqa: BLE001 - the scheduler must outlive a bad sweep (and a database restart)
         log.exception("timer sweep failed")
     finally:
@@ -292,7 +295,11 @@ def _schedule_next() -> None:
         return
     now = clock.now()
     try:
-        due = next_due() if _may_run_here() else None
+        due = None
+        if _may_run_here():
+            from . import mail
+
+            due = min((d for d in (next_due(), mail.next_due()) if d is not None), default=None)
     except Exception:  # noqa: BLE001 - the database may be restarting: look again soon
         due = None
     delay = MAX_SLEEP if due is None else max(0.0, min(MAX_SLEEP, (due - now).total_seconds()))

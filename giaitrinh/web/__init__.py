@@ -54,6 +54,8 @@ def create_app(settings: Settings | None = None, *, boot_engine: bool = True) ->
     app.register_blueprint(vendor.bp)
     app.register_blueprint(reports.bp)
     app.register_blueprint(open311.bp)
+    from . import notifications
+    notifications.init_app(app, settings)
     if settings.dev_clock:
         app.register_blueprint(api.dev_bp)
 

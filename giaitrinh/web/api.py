@@ -10,6 +10,7 @@ from ..engine import accounts, clock, db, timers
 from ..engine.errors import RateLimited, ServiceError, Unauthenticated, ValidationFailed
 from ..engine.services import calendar as calendar_service
 from ..engine.services import definitions, requests, supervision, tasks
+from ..engine.services import notifications as notification_service
 from .auth import current_actor, require_actor
 from .limits import limiter, sign_in_limit, submit_limit, track_limit
 from .policy import policy
@@ -311,6 +312,23 @@ def calendar_remove(day: str):
 @policy("public")
 def openapi():
     return jsonify(document(dev_clock=current_app.config["GIAITRINH"].dev_clock))
+
+
+# -- officials' notifications (branch notify) ---------------------------------------------------
+
+
+@bp.get("/notifications")
+@policy("official")
+def notifications_list():
+    unread = _bool_arg("unread") is True
+    return jsonify(notification_service.list_for(require_actor(), unread_only=unread, **_paging()))
+
+
+@bp.post("/notifications/read")
+@policy("official")
+def notifications_read():
+    data = body_object(required=False)
+    return jsonify({"marked": notification_service.mark_read(require_actor(), data.get("ids"))})
 
 
 # -- demo and test time -----------------------------------------------------------------------

@@ -156,6 +156,20 @@ def document(dev_clock: bool = False) -> dict:
                        "responses": {"204": {"description": "Removed"}, **_err(401, 403, 404, 422)}}},
     }
     paths.update(_reports_and_open_data())
+    # -- branch notify: officials' in-app notifications --
+    paths.update({
+        "/api/v1/notifications": {"get": {
+            "summary": "My notifications (assignment, urging, escalation), newest first", "tags": ["officials"],
+            "security": BEARER, "parameters": [_q("unread", {"type": "boolean"}, "only the unread ones"), *PAGING],
+            "responses": {**_ok(200, {**LIST, "required": ["items", "total", "unread"]}), **_err(401, 403, 422)}}},
+        "/api/v1/notifications/read": {"post": {
+            "summary": "Mark some (ids) or all of my notifications read", "tags": ["officials"], "security": BEARER,
+            "requestBody": _body({"type": "object", "properties": {"ids": {
+                "type": "array", "maxItems": 500, "items": {"type": "integer", "minimum": 1, "maximum": 2147483647}}}},
+                required=False),
+            "responses": {**_ok(200, {"type": "object", "required": ["marked"], "properties": {
+                "marked": {"type": "integer"}}}), **_err(400, 401, 403, 422)}}},
+    })
     if dev_clock:
         paths["/api/v1/dev/clock"] = {
             "get": {"summary": "The engine clock", "tags": ["dev"], "responses": _ok()},

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, undefer
 from sqlalchemy.orm.exc import StaleDataError
 
 from .. import calendar as cal
-from .. import audit, clock, db, projection, redaction, runtime
+from .. import audit, clock, db, notifications, projection, redaction, runtime
 from ..errors import Conflict, NotFound
 from ..models import AuditEvent, Definition, Escalation, Job, RedactionRule, Request, Task, Unit, WorkflowState
 
@@ -196,6 +196,7 @@ def raise_escalation(session: Session, request: Request, running: runtime.Runnin
     request.overdue = True
     audit.record(session, "escalated", actor="system", request_id=request.id, step=step,
                  note=f"Quá hạn bước {step} (lần {previous + 1})", after={"level": previous + 1, "due_at": iso(due_at)})
+    notifications.escalated(session, request, step, previous + 1, due_at)
     repeat = int(((running.manifest.get("periods") if running is not None else None) or {})
                  .get("escalation_repeat_working_days", 0) or 0)
     if repeat > 0:

@@ -9,7 +9,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from .. import audit, calendar as cal, clock, db, forms, projection, redaction, runtime
+from .. import audit, calendar as cal, clock, db, forms, notifications, projection, redaction, runtime
 from ..accounts import Actor, hash_secret
 from ..errors import Conflict, Forbidden, NotFound, ValidationFailed
 from ..models import AuditEvent, Counter, Request, Unit, WorkflowState
@@ -134,6 +134,7 @@ def submit(payload: Any, actor: Actor | None = None) -> dict:
         _common.remember_saved(session, request.id, state, text, running)
         audit.record(session, "submitted", actor=actor.username if actor else "citizen", request_id=request.id,
                      after={"status": request.status, "deadlines": request.deadlines, "channel": channel})
+        notifications.acknowledge(session, request, token)  # the one moment the plain token is known
         result = {"code": code, "token": token, "status": request.status, "received_at": iso(now),
                   "deadlines": dict(request.deadlines)}
     from .. import timers
@@ -239,6 +240,7 @@ def withdraw(code: str, token: str | None, reason: str | None = None, actor: Act
         request.outcome = {"decision": "withdrawn", "note": reason} if reason else {"decision": "withdrawn"}
         audit.record(session, "withdrawn", actor=actor.username if actor else "citizen", request_id=request.id,
                      note=reason, before={"status": before}, after={"status": "terminated"})
+        notifications.case_event(session, request, "withdrawn", reason)
         return public_summary(session, request)
 
 

@@ -16,7 +16,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from .. import audit, clock, db
+from .. import audit, clock, db, notifications
 from ..models import AuditEvent, Request, Task, WorkflowState
 
 ERASED = "[đã xóa]"
@@ -58,6 +58,7 @@ def purge(code: str, actor: str = "system") -> dict:
         request.purged_at = now
         for task in session.execute(select(Task).where(Task.request_id == request.id)).scalars():
             task.data = None
+        notifications.purge_for_request(session, request.id)
         state = session.get(WorkflowState, request.id)
         if state is not None:
             state.state = '{"purged": true}'

@@ -5,7 +5,7 @@ from datetime import datetime
 
 from sqlalchemy import and_, exists, not_, or_, select
 
-from .. import audit, calendar as cal, clock, db, jobs, runtime
+from .. import audit, calendar as cal, clock, db, jobs, notifications, runtime
 from ..accounts import ALL_UNITS, Actor
 from ..errors import Conflict, Forbidden, NotFound, ValidationFailed
 from ..models import Escalation, Job, Request, Task
@@ -134,6 +134,7 @@ def suspend(code: str, actor: Actor, ground: str, note: str | None = None) -> di
             jobs.revoke_lease(job)
         audit.record(session, "suspended", actor=actor.username, request_id=request.id, note=SUSPENSION_GROUNDS[ground]
                      + (f". {note}" if note else ""), before={"status": before}, after={"status": "suspended", "ground": ground})
+        notifications.case_event(session, request, "suspended", SUSPENSION_GROUNDS[ground] + (f". {note}" if note else ""))
         from .requests import public_summary
         return public_summary(session, request)
 
@@ -181,6 +182,7 @@ def resume(code: str, actor: Actor, note: str | None = None) -> dict:
         audit.record(session, "resumed", actor=actor.username, request_id=request.id,
                      note=". ".join(x for x in (f"Hạn mới: {shown[:10]}" if shown else "", note or "") if x) or None,
                      before={"deadlines": before_deadlines}, after={"status": request.status, "deadlines": request.deadlines})
+        notifications.case_event(session, request, "resumed", note)
         from .requests import public_summary
         result = public_summary(session, request)
     from .. import timers

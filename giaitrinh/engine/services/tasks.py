@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, false, func, or_, select
 
-from .. import audit, calendar as cal, clock, db, forms, projection, redaction, runtime
+from .. import audit, calendar as cal, clock, db, forms, notifications, projection, redaction, runtime
 from ..accounts import ALL_UNITS, Actor
 from ..errors import Conflict, Forbidden, NotFound, ValidationFailed
 from ..models import Escalation, Membership, Request, Task, Unit, User
@@ -395,6 +395,7 @@ def complete(task_id: str, data: Any, actor: Actor) -> dict:
             for action, note, public in _events_for(task.step, data, before, request):
                 audit.record(session, action, actor=actor.username, request_id=request.id, step=task.step,
                              note=note, public=public, after={"status": request.status, "deadlines": request.deadlines})
+                notifications.case_event(session, request, action, note, by=actor.username)
             _common.flush(session)
         calendar = cal.load_calendar(session)
         from .requests import public_summary

@@ -189,7 +189,7 @@ def parse_filter(raw) -> dict:
             else:
                 fields[name] = "true hoặc false (boolean)."
         elif name == "reason":
-            if value not in STUCK_REASONS:
+            if not isinstance(value, str) or value not in STUCK_REASONS:
                 fields[name] = "Một trong: " + ", ".join(STUCK_REASONS)
             else:
                 out[name] = value
@@ -316,7 +316,8 @@ def save_filter(actor: Actor, name, params, shared_with_role: str | None = None)
     fields = {}
     if not isinstance(name, str) or not 1 <= len(name.strip()) <= 100 or forms.control_characters(name):
         fields["name"] = "Tên từ 1 đến 100 ký tự (1..100 characters)."
-    if shared_with_role not in (None, "") and shared_with_role not in SHAREABLE_ROLES:
+    if shared_with_role not in (None, "") and (not isinstance(shared_with_role, str)
+                                               or shared_with_role not in SHAREABLE_ROLES):
         fields["shared_with_role"] = "Một trong: " + ", ".join(SHAREABLE_ROLES)
     if fields:
         raise ValidationFailed("bộ lọc chưa hợp lệ (invalid saved filter)", fields)
@@ -375,7 +376,7 @@ def _may_suspend(actor: Actor, request: Request) -> None:
 
 def suspend(code: str, actor: Actor, ground: str, note: str | None = None) -> dict:
     """Art. 14: the case stops and its deadline clock pauses until it resumes."""
-    if ground not in SUSPENSION_GROUNDS:
+    if not isinstance(ground, str) or ground not in SUSPENSION_GROUNDS:
         raise ValidationFailed("căn cứ tạm đình chỉ không hợp lệ", {"ground": "Một trong: " + ", ".join(SUSPENSION_GROUNDS)})
     if note is not None and (not isinstance(note, str) or len(note) > 5000):
         raise ValidationFailed("ghi chú không hợp lệ", {"note": "Tối đa 5000 ký tự."})
@@ -641,7 +642,7 @@ def retry_incidents(code: str, actor: Actor, note) -> int:
 
 def terminate(code: str, actor: Actor, ground, note) -> dict:
     """Art. 14: end the case for good (no successor or representative, or a whole withdrawal)."""
-    if ground not in TERMINATION_GROUNDS:
+    if not isinstance(ground, str) or ground not in TERMINATION_GROUNDS:
         raise ValidationFailed("căn cứ đình chỉ không hợp lệ", {"ground": "Một trong: " + ", ".join(TERMINATION_GROUNDS)})
     note = _reason(note)
     with db.transaction() as session:
@@ -749,7 +750,7 @@ BULK_MAX = 200
 def bulk(actor: Actor, action, codes, note, assignee=None) -> dict:
     """Run one action on many cases, each on its own; the answer says how each one went."""
     _require_supervisor(actor)
-    if action not in BULK_ACTIONS:
+    if not isinstance(action, str) or action not in BULK_ACTIONS:
         raise ValidationFailed("thao tác không hợp lệ", {"action": "Một trong: " + ", ".join(BULK_ACTIONS)})
     if not isinstance(codes, list) or not codes or len(codes) > BULK_MAX \
             or not all(isinstance(c, str) and 0 < len(c) <= 32 for c in codes):
@@ -986,3 +987,51 @@ def dashboard(actor: Actor, unit: str | None = None) -> dict:
                          "children": sorted(c for c in children.get(code, []) if c in visible),
                          "own": finish(own.get(code, figures(code))), "rolled_up": finish(summed)})
         return {"month": month, "now": iso(now), "due_soon_working_days": DUE_SOON_WORKING_DAYS, "units": rows}
+
+
+# -- what the case page offers -------------------------------------------------------------------
+
+
+def case_console(code: str, actor: Actor) -> dict:
+    """For the case page: its open tasks with whom each may go to, its stuck reasons, what one may do."""
+    from ..models import Membership, User
+    with db.read_only() as session:
+        request = _viewable(session, code, actor)
+        may_act = any(actor.has_role(r, request.unit_code) for r in ("head", "supervisor"))
+        ancestors: list[str] = []
+        unit: str | None = request.unit_code
+        while unit and unit not in ancestors:
+            ancestors.append(unit)
+            row = _common.pinned_get(session, Unit, unit)
+            unit = row.parent_code if row else None
+        people = session.execute(
+            select(User.username, User.full_name, Membership.role).join(Membership, Membership.user_id == User.id)
+            .where(User.is_active.is_(True), or_(Membership.unit_code.in_(ancestors), Membership.unit_code.is_(None)))
+            .order_by(User.full_name)).all()
+        open_tasks = []
+        for task in session.execute(select(Task).where(Task.request_id == request.id, Task.status == "open")
+                                    .order_by(Task.created_at, Task.id)).scalars():
+            holders = {}
+            for username, full_name, role in people:
+                if role == task.candidate_role:
+                    holders[username] = full_name
+            open_tasks.append({"id": task.id, "step": task.step, "title": task.title, "assignee": task.assignee,
+                               "candidate_role": task.candidate_role, "due_at": iso(task.due_at),
+                               "overdue": bool(task.due_at and task.due_at < clock.now()),
+                               "candidates": [c.username for c in task.extra_candidates],
+                               "assignable": sorted(holders.items(), key=lambda p: p[1])})
+        everyone = sorted({(u, n) for u, n, _ in people}, key=lambda p: p[1])
+        return {"may_act": may_act and not request.closed, "is_admin": actor.has_role("admin", request.unit_code),
+                "open_tasks": open_tasks, "people": everyone}
+
+
+def assignable_officials(actor: Actor) -> list[tuple[str, str]]:
+    """Officials of the units the actor supervises (the bulk reassignment's choices)."""
+    from ..models import Membership, User
+    units = _require_supervisor(actor)
+    with db.read_only() as session:
+        query = (select(User.username, User.full_name).join(Membership, Membership.user_id == User.id)
+                 .where(User.is_active.is_(True), Membership.role == "official"))
+        if ALL_UNITS not in units:
+            query = query.where(Membership.unit_code.in_(sorted(units)))
+        return sorted(set(session.execute(query).all()), key=lambda p: p[1])

@@ -719,6 +719,14 @@ def move_token(code: str, actor: Actor, to, note) -> dict:
             done.id = str(uuid4())
             _common.flush(session)
         opened = _common.save_running(session, request, running, state, actor=actor.username)
+        escalating = session.execute(select(Task.id).where(Task.request_id == request.id, Task.status == "open",
+                                                           Task.step.startswith("escalate"))).first()
+        if escalating is None:  # the reset dropped the head's escalation task with the branch it was on
+            for escalation in session.execute(select(Escalation).where(Escalation.request_id == request.id,
+                                                                       Escalation.resolved_at.is_(None))).scalars():
+                escalation.resolved_at = clock.now()
+                escalation.resolved_by = actor.username
+                escalation.note = f"Chuyển hồ sơ về bước {to}"
         audit.record(session, "token_moved", actor=actor.username, request_id=request.id, step=to, public=False,
                      note=note, before={"open_steps": before, "status": request.status},
                      after={"step": to, "tasks": [t.id for t in opened]})

@@ -8,7 +8,6 @@ from flask_babel import gettext as _
 from ..engine.errors import ServiceError
 from ..engine.services import requests as requests_service
 from ..engine.services import supervision
-from ..engine.services import tasks as tasks_service
 from .auth import login_required, require_actor
 from .feedback import run_and_flash
 from .labels import STATUS, STEP
@@ -151,8 +150,6 @@ def bulk():
 def case(code: str):
     actor = require_actor()
     view = requests_service.view(code[:32], None, actor)
-    open_tasks = tasks_service.list_tasks(actor, scope="unit", request_code=view["code"], per_page=50)["items"] \
-        if actor.is_official else []
     try:
         failed = supervision.incidents(view["code"], actor)
     except ServiceError:  # an official who may look but not act on the case
@@ -164,7 +161,7 @@ def case(code: str):
     except ServiceError:
         trail, reasons = None, []
     targets = supervision.move_targets(view["code"], actor) if console["is_admin"] else []
-    return render_template("supervise/case.html", case=view, open_tasks=open_tasks, incidents=failed,
+    return render_template("supervise/case.html", case=view, incidents=failed,
                            grounds=supervision.SUSPENSION_GROUNDS, console=console, trail=trail,
                            reasons=reasons, termination_grounds=supervision.TERMINATION_GROUNDS,
                            move_targets=targets)

@@ -294,9 +294,18 @@ def list_instances(actor: Actor, status: str | None = None, overdue: bool | None
 
 
 def stuck_reasons(code: str, actor: Actor) -> list[dict]:
-    """Why one case is stuck (empty when it is not), by the same SQL as the list."""
-    found = list_instances(actor, q=code, per_page=5)["items"]
-    return next((item["stuck_reasons"] for item in found if item["code"] == code), [])
+    """Why one case is stuck (empty when it is not), by the same conditions as the list."""
+    units = _require_supervisor(actor)
+    now = clock.now()
+    with db.read_only() as session:
+        days = inactive_days(session)
+        cutoff = inactive_cutoff(cal.load_calendar(session), now, days)
+        live = _live_case()
+        reasons = {name: and_(live, condition).label(f"r_{name}")
+                   for name, condition in _reason_conditions(now, cutoff).items()}
+        row = session.execute(select(*reasons.values())
+                              .where(Request.code == code, *_unit_filter(Request.unit_code, units, None))).first()
+        return reason_labels([name for name, flag in zip(reasons, row) if flag], days) if row else []
 
 
 # -- saved filters ---------------------------------------------------------------------------

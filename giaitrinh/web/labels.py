@@ -27,6 +27,7 @@ STEP = {
     "approve": _l("Duyệt, ký văn bản"),
     "publish": _l("Công khai"),
     "escalate": _l("Xử lý quá hạn"),
+    "needs_info": _l("Chờ bổ sung thông tin"),
 }
 
 ROLE = {

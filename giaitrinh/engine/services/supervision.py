@@ -3,9 +3,8 @@ the dashboard and heatmap, and the actions on a case (reassign, urge, suspend, t
 """
 from __future__ import annotations
 
-from copy import deepcopy
-from uuid import uuid4
 from datetime import date, datetime, time, timedelta
+from uuid import uuid4
 
 from sqlalchemy import and_, case, exists, func, not_, or_, select
 

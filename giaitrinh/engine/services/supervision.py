@@ -883,8 +883,11 @@ def heatmap(actor: Actor, key: str | None = None, definition_id: int | None = No
         for step, count in failed:
             nodes.setdefault(step or "?", {"open": 0, "overdue": 0, "incidents": 0})["incidents"] = count
         content = _common.definition(session, chosen.id)
+        siblings = session.execute(select(Definition.id, Definition.version, Definition.status)
+                                   .where(Definition.key == chosen.key).order_by(Definition.version.desc())).all()
         return {"definition": {"id": chosen.id, "key": chosen.key, "version": chosen.version,
                                "all_versions": definition_id is None},
+                "versions": [{"id": i, "version": v, "status": st} for i, v, st in siblings],
                 "unit": unit, "xml": content.bpmn_xml, "nodes": nodes}
 
 

@@ -409,3 +409,47 @@ class Notification(Base):
     body: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime]
     read_at: Mapped[Optional[datetime]]
+# -- supervision (branch supervise) ---------------------------------------------------------
+
+# The "no activity for N working days" stuck reason reads this over open cases.
+Index("ix_requests_open_activity", Request.closed, Request.last_activity_at)
+
+
+class TaskCandidate(Base):
+    """A person added to an open task beside its candidate role (supervisors' "add a candidate").
+
+    The task stays where it is (nothing is suspended); the person sees it in their inbox and
+    may claim and complete it like a holder of the role.
+    """
+
+    __tablename__ = "task_candidates"
+    __table_args__ = (UniqueConstraint("task_id", "username"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id"), index=True)
+    username: Mapped[str] = mapped_column(String(64), index=True)
+    added_by: Mapped[str] = mapped_column(String(64))
+    added_at: Mapped[datetime]
+
+
+class SavedFilter(Base):
+    """A named instance-list filter, the owner's own or shared with everyone holding a role.
+
+    Sharing shows the filter, never the cases: results are always limited to the units the
+    person looking may supervise.
+    """
+
+    __tablename__ = "saved_filters"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    params: Mapped[dict[str, Any]]
+    shared_with_role: Mapped[Optional[str]] = mapped_column(String(32), index=True)
+    unit_code: Mapped[Optional[str]] = mapped_column(ForeignKey("units.code"))
+    created_at: Mapped[datetime]
+
+
+# Read only when the role and the assignee do not already let someone act (tasks.may_act).
+Task.extra_candidates = relationship(TaskCandidate, lazy="select", viewonly=True,
+                                     primaryjoin=Task.id == TaskCandidate.task_id)

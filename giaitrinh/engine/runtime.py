@@ -485,3 +485,78 @@ def escalation_origin(running: Running, task_id: str) -> tuple[str, datetime] | 
             return attached, due
         task = task.parent
     return None
+
+
+# -- supervision: where an instance stands, and moving its token --------------------------------
+
+
+def element_states(running: Running) -> dict[str, list[str]]:
+    """BPMN element ids of one instance: the path it completed and where it waits now.
+
+    For the supervisor's diagram of ONE case (lists never call this: they read typed rows).
+    """
+    wf = running.workflow
+    completed: list[str] = []
+    active: list[str] = []
+    for task in wf.get_tasks():
+        bpmn_id = getattr(task.task_spec, "bpmn_id", None)
+        if not bpmn_id:
+            continue  # SpiffWorkflow's own start/end/split specs have no element in the diagram
+        if task.state == TaskState.COMPLETED:
+            if bpmn_id not in completed:
+                completed.append(bpmn_id)
+        elif task.state in (TaskState.READY, TaskState.WAITING, TaskState.STARTED):
+            if bpmn_id not in active:
+                active.append(bpmn_id)
+    return {"completed": completed, "active": active}
+
+
+def element_of(running: Running, spiff_task_id: str | None) -> str | None:
+    """The BPMN element id of a task instance (a timer a job stands for), if it still exists."""
+    task = find_task(running.workflow, spiff_task_id) if spiff_task_id else None
+    return getattr(task.task_spec, "bpmn_id", None) if task is not None else None
+
+
+def passed_user_tasks(running: Running) -> list[str]:
+    """User tasks this instance completed at least once: where a token may be moved back to."""
+    out: list[str] = []
+    for task in running.workflow.get_tasks(state=TaskState.COMPLETED):
+        if task.task_spec.manual and task.task_spec.bpmn_id not in out:
+            out.append(task.task_spec.bpmn_id)
+    return out
+
+
+def move_token(running: Running, element_id: str, keep: Iterable[str] = ()) -> str:
+    """Put the token back on a user task the instance already passed (SpiffWorkflow's reset).
+
+    The newest completed instance of that task is reset (its successors, timers included, are
+    dropped) and becomes ready again. ``keep`` names data keys carried over from where the
+    case stands now (its legal deadlines), so a supervisor's correction never restarts a clock.
+    Returns the id of the task made ready again (SpiffWorkflow keeps the completed task's id).
+    Raises LookupError when the task was never completed in this instance.
+    """
+    wf = running.workflow
+    done = [t for t in wf.get_tasks(state=TaskState.COMPLETED)
+            if t.task_spec.manual and t.task_spec.bpmn_id == element_id]
+    if not done:
+        raise LookupError(element_id)
+    target = max(done, key=lambda t: t.last_state_change)
+    current = [t for t in wf.get_tasks(state=TaskState.READY | TaskState.WAITING) if t.task_spec.manual]
+    source = max(current, key=lambda t: t.last_state_change).data if current else wf.data
+    carried = {key: source[key] for key in keep if key in source}
+    data = deepcopy(target.parent.data)
+    data.update(deepcopy(carried))
+    removed = wf.reset_from_task_id(target.id, data=data)
+    # SpiffWorkflow 3.2 leaves the dropped waiting events registered with the event manager
+    # (a timer of a task that no longer exists would then be refreshed): unregister them.
+    for task in removed:
+        wf.event_manager.remove_task(task)
+    live = set(wf.tasks)
+    for task_id in [t for t in wf.event_manager.tasks if t not in live]:
+        wf.event_manager.tasks.pop(task_id, None)
+    # The task's boundary timers were reset from the old data: they arm at today's deadlines.
+    for sibling in target.parent.children:
+        if sibling is not target:
+            sibling.data.update(deepcopy(carried))
+    step(wf)
+    return str(target.id)

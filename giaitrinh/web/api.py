@@ -231,9 +231,121 @@ def escalations():
 @bp.get("/instances")
 @policy("official")
 def instances():
-    return jsonify(supervision.list_instances(
-        require_actor(), status=_str_arg("status", 24), overdue=_bool_arg("overdue"), stuck=_bool_arg("stuck"),
-        unit=_str_arg("unit", 32), closed=_bool_arg("closed"), q=_str_arg("q", 100), **_paging()))
+    criteria = supervision.parse_filter({name: request.args.get(name) for name in supervision.FILTER_FIELDS})
+    return jsonify(supervision.list_instances(require_actor(), **criteria, **_paging()))
+
+
+# -- supervisors: the console (branch supervise) ---------------------------------------------------
+
+
+@bp.get("/instances/<code>/diagram")
+@policy("official")
+def instance_diagram(code: str):
+    return jsonify(supervision.diagram(code[:32], require_actor()))
+
+
+@bp.get("/instances/<code>/trail")
+@policy("official")
+def instance_trail(code: str):
+    return jsonify({"items": supervision.trail(code[:32], require_actor())})
+
+
+@bp.post("/instances/<code>/reassign")
+@policy("official")
+def reassign(code: str):
+    data = body_object()
+    return jsonify(supervision.reassign(code[:32], require_actor(), data.get("assignee"), data.get("note"),
+                                        data.get("task_id")))
+
+
+@bp.post("/instances/<code>/candidates")
+@policy("official")
+def add_candidate(code: str):
+    data = body_object()
+    return jsonify(supervision.add_candidate(code[:32], require_actor(), data.get("username"), data.get("note"),
+                                             data.get("task_id"))), 201
+
+
+@bp.post("/instances/<code>/urge")
+@policy("official")
+def urge(code: str):
+    data = body_object()
+    return jsonify(supervision.urge(code[:32], require_actor(), data.get("note"), data.get("task_id")))
+
+
+@bp.post("/instances/<code>/incidents/<int:job_id>/retry")
+@policy("official")
+def retry_incident(code: str, job_id: int):
+    data = body_object(required=False)
+    supervision.retry_incident(code[:32], job_id, require_actor(), data.get("note"))
+    return jsonify({"retried": job_id})
+
+
+@bp.post("/instances/<code>/terminate")
+@policy("official")
+def terminate(code: str):
+    data = body_object()
+    return jsonify(supervision.terminate(code[:32], require_actor(), data.get("ground"), data.get("note")))
+
+
+@bp.post("/instances/<code>/move")
+@policy("role:admin")
+def move_token(code: str):
+    data = body_object()
+    return jsonify(supervision.move_token(code[:32], require_actor(), data.get("to"), data.get("note")))
+
+
+@bp.post("/instances/bulk")
+@policy("official")
+def bulk_instances():
+    data = body_object()
+    return jsonify(supervision.bulk(require_actor(), data.get("action"), data.get("codes"), data.get("note"),
+                                    data.get("assignee")))
+
+
+@bp.get("/saved-filters")
+@policy("official")
+def saved_filters():
+    return jsonify({"items": supervision.list_filters(require_actor())})
+
+
+@bp.post("/saved-filters")
+@policy("official")
+def save_filter():
+    data = body_object()
+    return jsonify(supervision.save_filter(require_actor(), data.get("name"), data.get("params"),
+                                           data.get("shared_with_role"))), 201
+
+
+@bp.delete("/saved-filters/<int:filter_id>")
+@policy("official")
+def delete_filter(filter_id: int):
+    supervision.delete_filter(require_actor(), filter_id)
+    return "", 204
+
+
+@bp.get("/dashboard")
+@policy("official")
+def supervision_dashboard():
+    return jsonify(supervision.dashboard(require_actor(), unit=_str_arg("unit", 32)))
+
+
+@bp.get("/heatmap")
+@policy("official")
+def heatmap():
+    definition = _str_arg("definition", 12)
+    if definition is not None and not definition.isdigit():
+        raise ValidationFailed("tham số definition phải là số nguyên", {"definition": "integer"})
+    return jsonify(supervision.heatmap(require_actor(), key=_str_arg("key", 64),
+                                       definition_id=int(definition) if definition else None,
+                                       unit=_str_arg("unit", 32)))
+
+
+@bp.put("/settings/stuck-inactive-days")
+@policy("role:admin")
+def set_inactive_days():
+    data = body_object()
+    return jsonify({"days": supervision.set_inactive_days(require_actor(), data.get("days"))})
 
 
 @bp.post("/instances/<code>/suspend")

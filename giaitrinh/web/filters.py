@@ -37,7 +37,18 @@ def urgency(days_left, overdue: bool = False) -> str:
     return "soon" if days_left <= 2 else "ok"
 
 
+def compact(value, limit: int = 200) -> str:
+    """A before/after value of the audit trail in one short line (JSON for structures)."""
+    import json
+
+    if value is None:
+        return "∅"
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str, sort_keys=True)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def register(app) -> None:
+    app.add_template_filter(compact)
     app.add_template_filter(localtime)
     app.add_template_filter(localdate)
     app.add_template_filter(urgency)

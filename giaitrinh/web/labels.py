@@ -27,6 +27,7 @@ STEP = {
     "approve": _l("Duyệt, ký văn bản"),
     "publish": _l("Công khai"),
     "escalate": _l("Xử lý quá hạn"),
+    "needs_info": _l("Chờ bổ sung thông tin"),
 }
 
 ROLE = {
@@ -65,6 +66,18 @@ EVENT = {
     "incident_retried": _l("Chạy lại sau sự cố"),
     "personal_data_viewed": _l("Cán bộ xem thông tin cá nhân"),
     "retention_purged": _l("Xóa thông tin cá nhân hết thời hạn lưu trữ"),
+    # branch supervise
+    "reassigned": _l("Giao lại công việc"),
+    "candidate_added": _l("Thêm người cùng xử lý"),
+    "urged": _l("Đôn đốc"),
+    "terminated": _l("Đình chỉ giải trình"),
+    "token_moved": _l("Chuyển hồ sơ về bước trước"),
+    "task_completed": _l("Hoàn thành công việc"),
+    "claimed": _l("Nhận xử lý công việc"),
+    "approved": _l("Duyệt văn bản giải trình"),
+    "returned": _l("Trả lại dự thảo"),
+    "escalation_handled": _l("Đã xử lý cảnh báo quá hạn"),
+    "publication_declined": _l("Không công khai"),
 }
 
 REDACTION = {
@@ -90,6 +103,19 @@ SCORE = {
     3: _l("Bình thường"),
     4: _l("Hài lòng"),
     5: _l("Rất hài lòng"),
+}
+
+# Why a case is stuck (branch supervise): short words for the list, the long ones in the engine.
+STUCK_REASON = {
+    "task_overdue": _l("Công việc quá hạn"),
+    "incident": _l("Sự cố"),
+    "no_work": _l("Không còn việc chờ"),
+    "inactive": _l("Lâu không hoạt động"),
+}
+
+TERMINATION_GROUND = {
+    "no_successor": _l("Không có người kế thừa, người đại diện (khoản 2 Điều 14)"),
+    "withdrawn": _l("Người yêu cầu rút toàn bộ yêu cầu (khoản 2 Điều 14)"),
 }
 
 # The path a request normally takes, for the progress strip on the tracking page.
@@ -119,6 +145,7 @@ def label(table: dict, key, default: str | None = None) -> str:
 
 def register(app) -> None:
     tables = {"status": STATUS, "step": STEP, "role": ROLE, "deadline": DEADLINE, "event": EVENT,
-              "suspension_ground": SUSPENSION_GROUND, "score": SCORE, "redaction": REDACTION}
+              "suspension_ground": SUSPENSION_GROUND, "score": SCORE, "redaction": REDACTION,
+              "stuck_reason": STUCK_REASON, "termination_ground": TERMINATION_GROUND}
     for name, table in tables.items():
         app.add_template_filter(lambda key, default=None, _t=table: label(_t, key, default), f"{name}_label")

@@ -111,12 +111,6 @@ def document(dev_clock: bool = False) -> dict:
             "summary": "Escalations of missed deadlines", "tags": ["supervisors"], "security": BEARER,
             "parameters": [_q("open", {"type": "boolean"}), _q("unit", {"type": "string"}), *PAGING],
             "responses": {**_ok(200, LIST), **_err(401, 403, 422)}}},
-        "/api/v1/instances": {"get": {
-            "summary": "Cases for supervisors", "tags": ["supervisors"], "security": BEARER,
-            "parameters": [_q("status", {"type": "string"}), _q("overdue", {"type": "boolean"}),
-                           _q("stuck", {"type": "boolean"}), _q("unit", {"type": "string"}),
-                           _q("closed", {"type": "boolean"}), _q("q", {"type": "string"}), *PAGING],
-            "responses": {**_ok(200, LIST), **_err(401, 403, 422)}}},
         "/api/v1/instances/{code}/suspend": {"post": {
             "summary": "Suspend (art. 14): the deadline clock pauses", "tags": ["supervisors"], "security": BEARER,
             "parameters": [_path("code")],
@@ -170,6 +164,7 @@ def document(dev_clock: bool = False) -> dict:
             "responses": {**_ok(200, {"type": "object", "required": ["marked"], "properties": {
                 "marked": {"type": "integer"}}}), **_err(400, 401, 403, 422)}}},
     })
+    paths.update(_supervision_paths())
     if dev_clock:
         paths["/api/v1/dev/clock"] = {
             "get": {"summary": "The engine clock", "tags": ["dev"], "responses": _ok()},
@@ -273,4 +268,99 @@ def _reports_and_open_data() -> dict:
             "parameters": [_path("code")],
             "responses": {**_open311(200, {"type": "array", "items": OPEN311_REQUEST}),
                           **_open311(404, OPEN311_ERROR, "Unknown or unpublished")}}},
+# -- supervisors' console (branch supervise) -----------------------------------------------------
+
+STUCK_REASON_CODES = ["task_overdue", "incident", "no_work", "inactive"]
+_NOTE = {"type": "string", "minLength": 3, "maxLength": 5000, "description": "Why (required, audited)"}
+_ACTION_ERRORS = (400, 401, 403, 404, 409, 422)
+
+
+def _supervision_paths() -> dict:
+    filters = [_q("status", {"type": "string"}), _q("step", {"type": "string"}), _q("unit", {"type": "string"}),
+               _q("assignee", {"type": "string"}), _q("overdue", {"type": "boolean"}),
+               _q("stuck", {"type": "boolean"}, "an open task past due, an incident, nothing waiting, or no "
+                  "activity for N working days"),
+               _q("reason", {"type": "string", "enum": STUCK_REASON_CODES}, "stuck for this reason"),
+               _q("incident", {"type": "boolean"}), _q("received_from", {"type": "string", "format": "date"}),
+               _q("received_to", {"type": "string", "format": "date"}), _q("closed", {"type": "boolean"}),
+               _q("q", {"type": "string"}), *PAGING]
+    code = [_path("code")]
+
+    def action(summary: str, required: list[str], properties: dict, status: int = 200, role: str = "supervisors"):
+        return {"post": {"summary": summary, "tags": [role], "security": BEARER, "parameters": code,
+                         "requestBody": _body({"type": "object", "required": required, "properties": properties}),
+                         "responses": {**_ok(status), **_err(*_ACTION_ERRORS)}}}
+
+    return {
+        "/api/v1/instances": {"get": {
+            "summary": "Cases for supervisors, each with its stuck reasons [{code, label}]", "tags": ["supervisors"],
+            "security": BEARER, "parameters": filters, "responses": {**_ok(200, LIST), **_err(401, 403, 422)}}},
+        "/api/v1/instances/{code}/diagram": {"get": {
+            "summary": "The case's BPMN XML with completed, active, overdue and incident element ids",
+            "tags": ["supervisors"], "security": BEARER, "parameters": code,
+            "responses": {**_ok(200, {"type": "object", "required": ["xml", "completed", "active", "overdue", "incidents"]}),
+                          **_err(401, 403, 404)}}},
+        "/api/v1/instances/{code}/trail": {"get": {
+            "summary": "Every audit event of the case: who, when, action, before/after changes",
+            "tags": ["supervisors"], "security": BEARER, "parameters": code,
+            "responses": {**_ok(200, {"type": "object", "required": ["items"]}), **_err(401, 403, 404)}}},
+        "/api/v1/instances/{code}/reassign": action(
+            "Give an open task (default: the current step's) to another official of its role; nothing is suspended",
+            ["assignee", "note"], {"assignee": {"type": "string"}, "note": _NOTE, "task_id": {"type": "string"}}),
+        "/api/v1/instances/{code}/candidates": action(
+            "Add an official of the unit as a candidate of an open task", ["username", "note"],
+            {"username": {"type": "string"}, "note": _NOTE, "task_id": {"type": "string"}}, status=201),
+        "/api/v1/instances/{code}/urge": action(
+            "Urge (đôn đốc) whoever holds the open task, with a note", ["note"],
+            {"note": _NOTE, "task_id": {"type": "string"}}),
+        "/api/v1/instances/{code}/incidents/{job_id}/retry": {"post": {
+            "summary": "Run a failed timer again", "tags": ["supervisors"], "security": BEARER,
+            "parameters": [_path("code"), _path("job_id", {"type": "integer"})], "requestBody": _body(None, False),
+            "responses": {**_ok(), **_err(*_ACTION_ERRORS)}}},
+        "/api/v1/instances/{code}/terminate": action(
+            "Terminate (art. 14) with its legal ground", ["ground", "note"],
+            {"ground": {"type": "string", "enum": ["no_successor", "withdrawn"]}, "note": _NOTE}),
+        "/api/v1/instances/{code}/move": action(
+            "Administrators: move the token back to a user task the case already passed", ["to", "note"],
+            {"to": {"type": "string", "description": "BPMN element id"}, "note": _NOTE}, role="administrators"),
+        "/api/v1/instances/bulk": {"post": {
+            "summary": "Reassign, urge or retry on many cases, each in its own transaction", "tags": ["supervisors"],
+            "security": BEARER,
+            "requestBody": _body({"type": "object", "required": ["action", "codes", "note"], "properties": {
+                "action": {"type": "string", "enum": ["reassign", "urge", "retry"]},
+                "codes": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 200},
+                "note": _NOTE, "assignee": {"type": "string"}}}),
+            "responses": {**_ok(200, {"type": "object", "required": ["results", "succeeded", "failed"]}),
+                          **_err(400, 401, 403, 422)}}},
+        "/api/v1/saved-filters": {
+            "get": {"summary": "My saved instance filters and those shared with my roles", "tags": ["supervisors"],
+                    "security": BEARER, "responses": {**_ok(200, {"type": "object", "required": ["items"]}),
+                                                      **_err(401, 403)}},
+            "post": {"summary": "Save an instance filter, optionally shared with a role", "tags": ["supervisors"],
+                     "security": BEARER,
+                     "requestBody": _body({"type": "object", "required": ["name", "params"], "properties": {
+                         "name": {"type": "string"}, "params": {"type": "object"},
+                         "shared_with_role": {"type": "string"}}}),
+                     "responses": {**_ok(201), **_err(400, 401, 403, 422)}}},
+        "/api/v1/saved-filters/{filter_id}": {"delete": {
+            "summary": "Delete my saved filter", "tags": ["supervisors"], "security": BEARER,
+            "parameters": [_path("filter_id", {"type": "integer"})],
+            "responses": {"204": {"description": "Deleted"}, **_err(401, 403, 404)}}},
+        "/api/v1/dashboard": {"get": {
+            "summary": "Per unit and rolled up to the parent: open, overdue, escalated, due soon, on-time rate, "
+                       "average working days to acknowledge and to explain, satisfaction",
+            "tags": ["supervisors"], "security": BEARER, "parameters": [_q("unit", {"type": "string"})],
+            "responses": {**_ok(200, {"type": "object", "required": ["month", "units"]}), **_err(401, 403, 422)}}},
+        "/api/v1/heatmap": {"get": {
+            "summary": "Per BPMN element: open tasks, overdue tasks, incidents (all versions of a process, or one)",
+            "tags": ["supervisors"], "security": BEARER,
+            "parameters": [_q("key", {"type": "string"}), _q("definition", {"type": "integer"}),
+                           _q("unit", {"type": "string"})],
+            "responses": {**_ok(200, {"type": "object", "required": ["xml", "nodes"]}), **_err(401, 403, 404, 422)}}},
+        "/api/v1/settings/stuck-inactive-days": {"put": {
+            "summary": "Administrators: after how many working days without activity a case is stuck",
+            "tags": ["administrators"], "security": BEARER,
+            "requestBody": _body({"type": "object", "required": ["days"], "properties": {
+                "days": {"type": "integer", "minimum": 1, "maximum": 250}}}),
+            "responses": {**_ok(), **_err(400, 401, 403, 422)}}},
     }

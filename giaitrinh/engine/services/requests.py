@@ -57,6 +57,7 @@ PUBLIC_EVENTS = {
     "withdrawn": "Người yêu cầu rút yêu cầu",
     "rated": "Người yêu cầu đánh giá mức độ hài lòng",
     "escalated": "Quá hạn: đã báo cáo lãnh đạo",
+    "terminated": "Đình chỉ giải trình",
 }
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import and_, bindparam, false, func, or_, select
 from .. import audit, calendar as cal, clock, db, forms, notifications, projection, redaction, runtime
 from ..accounts import ALL_UNITS, Actor
 from ..errors import Conflict, Forbidden, NotFound, ValidationFailed
-from ..models import Escalation, Membership, Request, Task, Unit, User
+from ..models import Escalation, Membership, Request, Task, TaskCandidate, Unit, User
 from . import _common
 from ._common import iso
 
@@ -33,7 +33,9 @@ REFUSAL_GROUNDS = {
 
 def _visible_condition(actor: Actor, username=None):
     """Open tasks the actor may act on: a candidate role in the task's unit, or assigned to them."""
-    conditions = [Task.assignee == (actor.username if username is None else username)]
+    who = actor.username if username is None else username
+    conditions = [Task.assignee == who,
+                  Task.id.in_(select(TaskCandidate.task_id).where(TaskCandidate.username == who))]
     for role, units in actor.roles.items():
         if ALL_UNITS in units:
             conditions.append(Task.candidate_role == role)
@@ -52,7 +54,8 @@ def _supervised_condition(actor: Actor):
 
 
 def may_act(actor: Actor, task: Task) -> bool:
-    return task.assignee == actor.username or actor.has_role(task.candidate_role, task.unit_code)
+    return task.assignee == actor.username or actor.has_role(task.candidate_role, task.unit_code) \
+        or any(c.username == actor.username for c in task.extra_candidates)
 
 
 def may_see(actor: Actor, task: Task) -> bool:
@@ -235,6 +238,8 @@ def get_task(task_id: str, actor: Actor) -> dict:
         result["form"] = _form_for(session, task)
         result["instructions"] = meta.get("instructions", "")
         result["may_act"] = may_act(actor, task) and task.status == projection.OPEN_TASK
+        from .supervision import urges_for_task
+        result["urges"] = urges_for_task(session, task) if task.status == projection.OPEN_TASK else []
         result["data"] = task.data if task.status != projection.OPEN_TASK else _previous_data(session, task)
         request = task.request
         from .requests import public_summary, timeline

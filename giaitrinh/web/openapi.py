@@ -268,6 +268,9 @@ def _reports_and_open_data() -> dict:
             "parameters": [_path("code")],
             "responses": {**_open311(200, {"type": "array", "items": OPEN311_REQUEST}),
                           **_open311(404, OPEN311_ERROR, "Unknown or unpublished")}}},
+    }
+
+
 # -- supervisors' console (branch supervise) -----------------------------------------------------
 
 STUCK_REASON_CODES = ["task_overdue", "incident", "no_work", "inactive"]

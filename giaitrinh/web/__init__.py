@@ -37,7 +37,7 @@ def create_app(settings: Settings | None = None, *, boot_engine: bool = True) ->
     from . import i18n
     i18n.init_app(app)
 
-    from . import admin, api, auth, errors, filters, labels, limits, policy, portal, security, supervise, tasks, vendor
+    from . import admin, api, auth, design, errors, filters, labels, limits, policy, portal, security, supervise, tasks, vendor
     filters.register(app)
     limits.init_app(app, settings)
     labels.register(app)
@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None, *, boot_engine: bool = True) ->
     app.register_blueprint(api.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(vendor.bp)
+    app.register_blueprint(design.bp)
     if settings.dev_clock:
         app.register_blueprint(api.dev_bp)
 

@@ -15,7 +15,7 @@ from sqlalchemy.orm import undefer
 
 from .. import audit, clock, db, runtime
 from ..accounts import Actor
-from ..definitions import InvalidDefinition, parse_definition
+from ..definitions import ROLES, InvalidDefinition, parse_definition
 from ..errors import Conflict, Forbidden, NotFound, ValidationFailed
 from ..forms import form_problems
 from ..models import Definition, Request, WorkflowState
@@ -147,7 +147,7 @@ def upload(xml: bytes, actor: Actor, forms_dir: Path | None = None, forms: dict 
 
 
 def deploy(definition_id: int, actor: Actor) -> dict:
-    """New requests start on this version; running ones keep the version they started on."""
+    """New requests start on this version (a draft, or a retired one to roll back); running ones keep theirs."""
     _require_designer(actor)
     with db.transaction() as session:
         definition = session.execute(
@@ -157,8 +157,8 @@ def deploy(definition_id: int, actor: Actor) -> dict:
             raise NotFound(f"không có phiên bản quy trình {definition_id} (unknown definition)")
         if definition.status == "deployed":
             return summary(definition)
-        if definition.status == "retired":
-            raise Conflict("phiên bản đã ngừng sử dụng (retired); hãy tải lên lại để tạo phiên bản mới")
+        # A retired version may be deployed again: rolling back a change is a deployment like any other.
+        before = definition.status
         for other in session.execute(
             select(Definition).where(Definition.key == definition.key, Definition.status == "deployed")
         ).scalars():
@@ -166,7 +166,7 @@ def deploy(definition_id: int, actor: Actor) -> dict:
         definition.status = "deployed"
         definition.deployed_at = clock.now()
         definition.deployed_by = actor.username
-        audit.record(session, "definition_deployed", actor=actor.username, public=False,
+        audit.record(session, "definition_deployed", actor=actor.username, public=False, before={"status": before},
                      after={"definition": definition.id, "key": definition.key, "version": definition.version})
         return summary(definition)
 
@@ -275,5 +275,5 @@ def _migrate_one(request_id: int, code: str, from_id: int, to_id: int, dry_run: 
         return item
 
 
-__all__ = ["InvalidDefinition", "list_definitions", "get_definition", "bpmn", "validate", "check_form", "upload",
+__all__ = ["ROLES", "InvalidDefinition", "list_definitions", "get_definition", "bpmn", "validate", "check_form", "upload",
            "deploy", "upload_and_deploy", "migration_candidates", "migrate_instances"]

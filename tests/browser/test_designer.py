@@ -1,0 +1,112 @@
+"""A process designer adds a step to the deployed lifecycle in the browser's modeler (bpmn-js):
+palette, validation problems listed and marked on the diagram, the side panel, the form editor
+with its live preview, save, deploy; then the versions list shows the change, and rolls it back."""
+import json
+import re
+
+from playwright.sync_api import expect
+
+from .conftest import sign_in
+
+REVIEW_FORM = {"title": "Thẩm định pháp lý", "type": "object",
+               "properties": {"opinion": {"title": "Ý kiến pháp chế", "type": "string", "x-widget": "textarea"}},
+               "required": ["opinion"], "additionalProperties": False}
+
+
+def _screen_point(page, x: float, y: float) -> tuple[float, float]:
+    """Where the diagram point (x, y) is on the screen, from the canvas' own viewbox."""
+    return page.evaluate("""([x, y]) => {
+        const canvas = window.giaitrinhModeler.get('canvas');
+        const box = canvas.viewbox();
+        const rect = canvas.getContainer().getBoundingClientRect();
+        return [rect.left + (x - box.x) * box.scale, rect.top + (y - box.y) * box.scale];
+    }""", [x, y])
+
+
+def _row(page, version: int):
+    return page.locator(f"table.versions tr[data-version='{version}']")
+
+
+def test_a_designer_adds_a_step_saves_sees_problems_fixes_them_and_deploys(page, live_server):
+    page.on("dialog", lambda dialog: dialog.accept())
+    sign_in(page, "thietke")
+    page.goto("/thiet-ke/")
+    expect(_row(page, 1)).to_have_attribute("data-status", "deployed")
+    expect(_row(page, 1)).to_contain_text("thietke")  # who deployed it
+    with page.expect_navigation():
+        _row(page, 1).locator("a.open-modeler").click()
+    expect(page.locator("#modeler")).to_have_attribute("data-state", "ready")
+    expect(page.locator(".djs-element[data-element-id='approve']")).to_be_visible()
+
+    # The palette's task, dropped on the flow from the official's draft to the head's approval
+    # (its vertical segment at x=1460 in the head's lane): bpmn-js splits the flow around it.
+    page.click(".djs-palette .entry[data-action='create.task']")
+    x, y = _screen_point(page, 1460, 530)
+    page.mouse.move(x - 40, y - 40)
+    page.mouse.move(x, y, steps=8)
+    page.mouse.click(x, y)
+    page.keyboard.type("Thẩm định pháp lý")
+    page.mouse.click(*_screen_point(page, 1800, 480))  # empty canvas: ends the label editing
+    new_id = page.evaluate("""() => window.giaitrinhModeler.get('elementRegistry')
+        .filter(e => e.type === 'bpmn:Task').map(e => e.id)""")
+    assert len(new_id) == 1, new_id
+    new_id = new_id[0]
+    flows = page.evaluate(f"""() => {{
+        const task = window.giaitrinhModeler.get('elementRegistry').get('{new_id}');
+        return [task.incoming.map(f => f.source.id), task.outgoing.map(f => f.target.id)];
+    }}""")
+    assert flows == [["gw_explain"], ["approve"]], flows
+
+    # Saving refuses it: a plain task is not a step the engine can run. Listed, and marked on the diagram.
+    page.click("#btn-save")
+    expect(page.locator("#modeler-status")).to_contain_text("vấn đề")
+    problem = page.locator(f"#problems li[data-element-id='{new_id}']")
+    expect(problem).to_contain_text("user task")
+    expect(page.locator(f".djs-element.gt-problem[data-element-id='{new_id}']")).to_be_visible()
+    expect(page.locator(".djs-overlay-gt-problem .gt-badge").first).to_be_visible()
+
+    # The problem selects its element; the side panel turns it into a user task with a step key.
+    problem.click()
+    expect(page.locator("#prop-id")).to_have_value(new_id)
+    page.click("#make-user-task")
+    expect(page.locator("#props")).to_contain_text("UserTask")
+    page.fill("#prop-id", "legal_review")
+    page.press("#prop-id", "Tab")
+    page.click("#btn-save")
+    problem = page.locator("#problems li[data-element-id='legal_review']")
+    expect(problem.first).to_contain_text("no form")
+    expect(page.locator(".djs-element.gt-problem[data-element-id='legal_review']")).to_be_visible()
+
+    # Fix it: the head of unit's lane, a new form written in the form editor with its live preview.
+    problem.first.click()
+    page.select_option("#prop-lane", "Lane_head")
+    page.select_option("#prop-form", "__new__")
+    expect(page.locator("#form-panel")).to_be_visible()
+    expect(page.locator("#form-name")).to_have_text("legal_review.json")
+    page.fill("#form-json", '{"type": "object", "properties": {"opinion": {"type": "strin"}}}')
+    expect(page.locator("#form-problems")).to_contain_text("JSON Schema")
+    page.fill("#form-json", json.dumps(REVIEW_FORM, ensure_ascii=False))
+    expect(page.locator("#form-problems")).to_contain_text("hợp lệ")
+    expect(page.locator("#form-preview label[for='f-opinion']")).to_contain_text("Ý kiến pháp chế")
+    expect(page.locator("#form-preview textarea[name='opinion']")).to_be_visible()
+
+    page.click("#btn-save")
+    expect(page.locator("#modeler-status")).to_contain_text("Đã lưu bản nháp phiên bản 2")
+    expect(page.locator(".djs-element.gt-problem")).to_have_count(0)
+    expect(page.locator("#btn-deploy")).to_be_enabled()
+    page.click("#btn-deploy")
+    expect(page.locator("#modeler-status")).to_contain_text("Đã triển khai phiên bản 2")
+
+    # The versions list: v2 deployed by the designer, v1 retired; the diagram kept the new step and its form.
+    page.goto("/thiet-ke/")
+    expect(_row(page, 2)).to_have_attribute("data-status", "deployed")
+    expect(_row(page, 1)).to_have_attribute("data-status", "retired")
+    expect(_row(page, 2)).to_contain_text(re.compile(r"[0-9a-f]{12}"))
+    bpmn = page.request.get(_row(page, 2).locator("a[href$='/tai-ve']").get_attribute("href"))
+    assert bpmn.ok and 'id="legal_review"' in bpmn.text() and "legal_review.json" in bpmn.text()
+
+    # Roll back, so the other browser tests keep the shipped lifecycle: v1 deployed again, v2 retired.
+    with page.expect_navigation():
+        _row(page, 1).locator("form.deploy button").click()
+    expect(_row(page, 1)).to_have_attribute("data-status", "deployed")
+    expect(_row(page, 2)).to_have_attribute("data-status", "retired")

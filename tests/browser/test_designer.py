@@ -110,3 +110,38 @@ def test_a_designer_adds_a_step_saves_sees_problems_fixes_them_and_deploys(page,
         _row(page, 1).locator("form.deploy button").click()
     expect(_row(page, 1)).to_have_attribute("data-status", "deployed")
     expect(_row(page, 2)).to_have_attribute("data-status", "retired")
+
+
+def test_a_designer_moves_running_requests_after_a_dry_run(page, live_server):
+    from ..helpers import CITIZEN
+    from ..test_design import REVIEW_FORM as FORM, with_legal_review
+
+    api = page.request
+    token = api.post("/api/v1/auth/token", data={"username": "thietke", "password": "demo"}).json()["token"]
+    bearer = {"Authorization": f"Bearer {token}"}
+    listed = api.get("/api/v1/definitions", headers=bearer).json()["items"]
+    source = next(d for d in listed if d["status"] == "deployed")
+    codes = [api.post("/api/v1/requests", data=CITIZEN).json()["code"] for _ in range(3)]
+    target = api.post("/api/v1/definitions", headers=bearer, data={
+        "bpmn": with_legal_review().decode(), "forms": {"legal_review.json": FORM}}).json()
+    assert api.post(f"/api/v1/definitions/{target['id']}/deploy", headers=bearer).ok
+
+    sign_in(page, "thietke")
+    page.goto(f"/thiet-ke/{source['id']}/chuyen-doi")
+    page.select_option("#target", str(target["id"]))
+    page.click("#btn-dry-run")
+    expect(page.locator("#migration")).to_have_attribute("data-dry-run", "done")
+    for code in codes:
+        expect(page.locator(f"#migration-table tr[data-code='{code}']")).to_have_class("m-ok")
+    expect(page.locator("#migration-status")).to_contain_text("chuyển được")
+    page.click("#btn-migrate")
+    expect(page.locator("#migration")).to_have_attribute("data-migration", "done")
+    expect(page.locator("#migration-progress")).to_be_visible()
+    assert page.locator("#migration-progress").evaluate("p => p.value === p.max && p.max > 0")
+    for code in codes:
+        expect(page.locator(f"#migration-table tr[data-code='{code}'] td").nth(2)).to_have_text("Đã chuyển")
+    versions = {d["id"]: d for d in api.get("/api/v1/definitions", headers=bearer).json()["items"]}
+    assert versions[target["id"]]["running"] >= 3
+
+    # Back to the shipped lifecycle for new requests (the moved ones keep the version they now run).
+    assert api.post(f"/api/v1/definitions/{source['id']}/deploy", headers=bearer).ok

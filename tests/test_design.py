@@ -110,6 +110,17 @@ def test_each_lint_rule_names_the_line_and_the_element():
     assert any(p["element_id"] == "Flow_gw_receive_accept" and p["line"] for p in found)
 
 
+def test_every_schema_error_is_reported_with_its_line():
+    text = LIFECYCLE.decode()
+    broken = text.replace('<bpmn:userTask id="assign" ', '<bpmn:userTask id="assign" colour="red" ', 1) \
+                 .replace('<bpmn:userTask id="approve" ', '<bpmn:userTask id="approve" size="big" ', 1)
+    found = problems_of(broken.encode())
+    assert len(found) == 2 and all(p["message"].startswith("BPMN schema") for p in found)
+    lines = text.splitlines()
+    assert [p["element_id"] for p in found] == ["assign", "approve"]
+    assert [lines[p["line"] - 1].strip().split()[1] for p in found] == ['id="assign"', 'id="approve"']
+
+
 def test_a_lane_may_name_its_role_by_a_property():
     root = _doc(with_legal_review(lane=None))  # in a lane of its own, whose role is a property
     process = _process(root)

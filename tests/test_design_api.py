@@ -118,11 +118,13 @@ def _hostile(tmp_path) -> dict[str, bytes]:
         "billion laughs": _HEAD + b'<!DOCTYPE d [<!ENTITY l0 "ha">' + laughs + b"]>" + _DEFS
         + b'<bpmn:process id="p"><bpmn:documentation>&l9;</bpmn:documentation></bpmn:process></bpmn:definitions>',
         "10 MB of nesting": _HEAD + b"<a>" * (10 * 1024 * 1024 // 7) + b"</a>" * (10 * 1024 * 1024 // 7),
+        # Under the body and file size limits, far over the parser's depth limit.
+        "deep nesting": _HEAD + _DEFS + b"<a>" * 100_000 + b"</a>" * 100_000 + b"</bpmn:definitions>",
     }
 
 
 @pytest.mark.parametrize("name", ["file entity", "parameter entity", "network entity", "network DTD",
-                                  "billion laughs", "10 MB of nesting"])
+                                  "billion laughs", "10 MB of nesting", "deep nesting"])
 def test_hostile_xml_is_refused_without_reading_a_file_or_exhausting_memory(client, designer, tmp_path, name):
     from giaitrinh.engine.definitions import InvalidDefinition, parse_definition
 

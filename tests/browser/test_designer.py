@@ -57,7 +57,9 @@ def test_a_designer_adds_a_step_saves_sees_problems_fixes_them_and_deploys(page,
     }}""")
     assert flows == [["gw_explain"], ["approve"]], flows
 
-    # Saving refuses it: a plain task is not a step the engine can run. Listed, and marked on the diagram.
+    # Checking (nothing saved) and saving both refuse it: a plain task is not a step the engine can run.
+    page.click("#btn-validate")
+    expect(page.locator(f"#problems li[data-element-id='{new_id}']")).to_contain_text("user task")
     page.click("#btn-save")
     expect(page.locator("#modeler-status")).to_contain_text("vấn đề")
     problem = page.locator(f"#problems li[data-element-id='{new_id}']")

@@ -244,3 +244,30 @@ def test_a_migrated_request_keeps_its_deadline_timers(world, people, fixed_clock
     assert timers.run_due(fixed_clock.now()) == 1
     assert "escalate" in _state(code)[2]
     assert tasks.list_tasks(people["lanhdao"], scope="unit", request_code=code, step="escalate")["total"] == 1
+
+
+def test_the_command_line_migrates_after_a_dry_run(world, people, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    designer = people["thietke"]
+    v1 = definitions.list_definitions(designer)["items"][0]["id"]
+    code = submit()["code"]
+    v2 = definitions.upload(with_legal_review(), designer, forms={"legal_review.json": REVIEW_FORM})
+    definitions.deploy(v2["id"], designer)
+    env = dict(os.environ, DATABASE_URL=world, GIAITRINH_INSTANCE=str(tmp_path))
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "giaitrinh.cli", "migrate", *args], env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    dry = cli(str(v1), str(v2["id"]))
+    assert dry.returncode == 0, dry.stderr
+    assert f"{code}\tok\treceive" in dry.stdout and "dry run: 1/1 can move, 0 moved (v1 -> v2)" in dry.stdout
+    assert _state(code)[0] == v1
+    done = cli(str(v1), str(v2["id"]), "--run", "--as", "thietke")
+    assert done.returncode == 0 and "1 moved" in done.stdout, done.stderr
+    assert _state(code)[:2] == (v2["id"], v2["id"])
+    refused = cli(str(v2["id"]), str(v1))
+    assert refused.returncode != 0 and "deploy the target version first" in refused.stderr

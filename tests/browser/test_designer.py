@@ -106,6 +106,10 @@ def test_a_designer_adds_a_step_saves_sees_problems_fixes_them_and_deploys(page,
     expect(_row(page, 2)).to_contain_text(re.compile(r"[0-9a-f]{12}"))
     bpmn = page.request.get(_row(page, 2).locator("a[href$='/tai-ve']").get_attribute("href"))
     assert bpmn.ok and 'id="legal_review"' in bpmn.text() and "legal_review.json" in bpmn.text()
+    # SpiffWorkflow's extensions went through bpmn-js untouched: instructions, periods, rules.
+    for kept in ("<spiffworkflow:instructionsForEndUser>Kiểm tra điều kiện tiếp nhận", 'name="period.explain_days" value="15"',
+                 'name="rule:extend:message"'):
+        assert kept in bpmn.text(), kept
 
     # Roll back, so the other browser tests keep the shipped lifecycle: v1 deployed again, v2 retired.
     with page.expect_navigation():

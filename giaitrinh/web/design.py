@@ -160,6 +160,12 @@ def _modeler_messages() -> dict:
         "opened_file": _("Đã mở tệp %(name)s; hãy kiểm tra rồi lưu bản nháp."),
         "id_taken": _("Mã này đã được dùng cho phần tử khác."),
         "id_invalid": _("Mã bước gồm chữ, số và dấu _, bắt đầu bằng chữ."),
+        "periods": _("Thời hạn luật định của phiên bản này"),
+        "period_acknowledge_working_days": _("Thông báo thụ lý (ngày làm việc)"),
+        "period_explain_days": _("Giải trình (ngày)"),
+        "period_extension_max_days": _("Gia hạn tối đa (ngày)"),
+        "period_extensions_allowed": _("Số lần được gia hạn"),
+        "period_escalation_repeat_working_days": _("Nhắc lại cảnh báo quá hạn sau (ngày làm việc)"),
     }
 
 

@@ -92,6 +92,11 @@ def test_a_designer_adds_a_step_saves_sees_problems_fixes_them_and_deploys(page,
     expect(page.locator("#form-preview label[for='f-opinion']")).to_contain_text("Ý kiến pháp chế")
     expect(page.locator("#form-preview textarea[name='opinion']")).to_be_visible()
 
+    # The law changed too: 10 days to explain instead of 15, a property of this version.
+    expect(page.locator("#period-explain_days")).to_have_value("15")
+    page.fill("#period-explain_days", "10")
+    page.press("#period-explain_days", "Tab")
+
     page.click("#btn-save")
     expect(page.locator("#modeler-status")).to_contain_text("Đã lưu bản nháp phiên bản 2")
     expect(page.locator(".djs-element.gt-problem")).to_have_count(0)
@@ -104,10 +109,12 @@ def test_a_designer_adds_a_step_saves_sees_problems_fixes_them_and_deploys(page,
     expect(_row(page, 2)).to_have_attribute("data-status", "deployed")
     expect(_row(page, 1)).to_have_attribute("data-status", "retired")
     expect(_row(page, 2)).to_contain_text(re.compile(r"[0-9a-f]{12}"))
+    expect(_row(page, 2).locator(".periods")).to_contain_text("giải trình 10 ngày")
+    expect(_row(page, 1).locator(".periods")).to_contain_text("giải trình 15 ngày")
     bpmn = page.request.get(_row(page, 2).locator("a[href$='/tai-ve']").get_attribute("href"))
     assert bpmn.ok and 'id="legal_review"' in bpmn.text() and "legal_review.json" in bpmn.text()
     # SpiffWorkflow's extensions went through bpmn-js untouched: instructions, periods, rules.
-    for kept in ("<spiffworkflow:instructionsForEndUser>Kiểm tra điều kiện tiếp nhận", 'name="period.explain_days" value="15"',
+    for kept in ("<spiffworkflow:instructionsForEndUser>Kiểm tra điều kiện tiếp nhận", 'name="period.explain_days" value="10"',
                  'name="rule:extend:message"'):
         assert kept in bpmn.text(), kept
 

@@ -167,9 +167,62 @@
     return Object.keys(found).sort();
   }
 
+  // The statutory periods are properties of the process: a change of law is a new version.
+  var PERIODS = ["acknowledge_working_days", "explain_days", "extension_max_days", "extensions_allowed",
+                 "escalation_repeat_working_days"];
+
+  function processTarget() {
+    var participant = registry.filter(function (e) {
+      return e.type === "bpmn:Participant" && e.businessObject.processRef &&
+        e.businessObject.processRef.isExecutable;
+    })[0];
+    if (participant) { return { shape: participant, bo: participant.businessObject.processRef }; }
+    var rootElement = canvas.getRootElement();
+    return rootElement && rootElement.businessObject && rootElement.businessObject.$type === "bpmn:Process" ?
+      { shape: rootElement, bo: rootElement.businessObject } : null;
+  }
+
+  function setProcessProp(target, name, value) {
+    var bo = target.bo;
+    var ext = bo.extensionElements || moddle.create("bpmn:ExtensionElements", { values: [] });
+    ext.values = ext.values || [];
+    var props = propsOf(bo);
+    if (!props) {
+      props = moddle.create("spiffworkflow:Properties", { values: [] });
+      props.$parent = ext;
+      ext.values.push(props);
+    }
+    var kept = (props.values || []).filter(function (p) { return p.name !== name; });
+    if (value !== "") {
+      var prop = moddle.create("spiffworkflow:Property", { name: name, value: value });
+      prop.$parent = props;
+      kept.push(prop);
+    }
+    props.values = kept;
+    ext.$parent = bo;
+    modeling.updateModdleProperties(target.shape, bo, { extensionElements: ext });
+  }
+
+  var periodsBox = document.getElementById("periods-panel");
+
+  function showPeriods() {
+    var target = processTarget();
+    periodsBox.textContent = "";
+    if (!target) { return; }
+    var box = el("div", { "class": "periods", id: "periods" }, [el("h2", { text: M.periods })]);
+    PERIODS.forEach(function (period) {
+      var name = "period." + period;
+      var input = el("input", { id: "period-" + period, type: "number", min: "0", max: "365", inputmode: "numeric",
+                                value: getProp(target.bo, name) });
+      input.addEventListener("change", function () { setProcessProp(target, name, input.value.trim()); });
+      box.appendChild(field(M["period_" + period] || name, input, "period-" + period));
+    });
+    periodsBox.appendChild(box);
+  }
+
   function showPanel(element) {
     propsBox.textContent = "";
-    if (!element || element.type === "bpmn:Process" || element.type === "label") {
+    if (!element || element.type === "bpmn:Process" || element.type === "bpmn:Collaboration" || element.type === "label") {
       propsBox.appendChild(el("p", { "class": "hint", text: M.nothing_selected }));
       return;
     }
@@ -434,6 +487,7 @@
     file.text().then(function (xml) { return modeler.importXML(xml).then(function () { return file.name; }); })
       .then(function (name) {
         canvas.zoom("fit-viewport");
+        showPeriods();
         state.dirty = true;
         state.savedId = null;
         setDeployable(false);
@@ -510,6 +564,7 @@
     state.dirty = false;
     setDeployable(state.savedId !== null);
     showPanel(null);
+    showPeriods();
     showProblems([], []);
     root.setAttribute("data-state", "ready");
     say(M.ready);

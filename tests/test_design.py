@@ -271,3 +271,29 @@ def test_the_command_line_migrates_after_a_dry_run(world, people, tmp_path):
     assert _state(code)[:2] == (v2["id"], v2["id"])
     refused = cli(str(v2["id"]), str(v1))
     assert refused.returncode != 0 and "deploy the target version first" in refused.stderr
+
+
+def test_timers_inside_subprocesses_are_reachable_only_through_them():
+    def subprocess_with_timer(triggered: bool, connected: bool) -> bytes:
+        root = _doc()
+        process = _process(root)
+        sub = etree.SubElement(process, B + "subProcess", id="sub", triggeredByEvent="true" if triggered else "false")
+        start = etree.SubElement(sub, B + "startEvent", id="sub_start")
+        etree.SubElement(start, B + "outgoing").text = "Flow_sub"
+        wait = etree.SubElement(sub, B + "intermediateCatchEvent", id="sub_timer")
+        etree.SubElement(wait, B + "incoming").text = "Flow_sub"
+        etree.SubElement(etree.SubElement(wait, B + "timerEventDefinition"), B + "timeDate").text = "deadlines['explain_by']"
+        etree.SubElement(sub, B + "sequenceFlow", id="Flow_sub", sourceRef="sub_start", targetRef="sub_timer")
+        if connected:  # after the last step: publish's "not published" end becomes the subprocess
+            flow = process.find("bpmn:sequenceFlow[@id='Flow_gw_publish_end_not_published']", NS)
+            flow.set("targetRef", "sub")
+        return etree.tostring(root)
+
+    found = problems_of(subprocess_with_timer(triggered=False, connected=False))
+    assert any(p["element_id"] == "sub_timer" and "cannot be reached" in p["message"] for p in found)
+    for triggered, connected in ((False, True), (True, False)):
+        try:
+            parse_definition(subprocess_with_timer(triggered, connected), forms=FORMS)
+        except InvalidDefinition as exc:
+            assert not any(p.element_id == "sub_timer" and "cannot be reached" in p.message for p in exc.problems), \
+                (triggered, connected, [p.as_dict() for p in exc.problems])

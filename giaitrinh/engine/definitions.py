@@ -143,7 +143,11 @@ def _unreachable_timers(process) -> list[Problem]:
     attached: dict[str, list[str]] = {}
     for boundary in process.iter(BPMN + "boundaryEvent"):
         attached.setdefault(boundary.get("attachedToRef"), []).append(boundary.get("id"))
-    starts = [e.get("id") for e in process.iter(BPMN + "startEvent")]
+    # The process's own start events, and those of event subprocesses (started by their event, not a flow).
+    starts = [e.get("id") for e in process.findall("bpmn:startEvent", NS)]
+    for sub in process.iter(BPMN + "subProcess"):
+        if sub.get("triggeredByEvent") == "true":
+            starts.extend(e.get("id") for e in sub.findall("bpmn:startEvent", NS))
     seen: set[str] = set()
     todo = list(starts)
     while todo:
@@ -154,9 +158,8 @@ def _unreachable_timers(process) -> list[Problem]:
         todo.extend(edges.get(node, []))
         todo.extend(attached.get(node, []))
         element = process.find(f".//*[@id='{node}']") if node and _SAFE_ID.match(node) else None
-        if element is not None and etree.QName(element).localname in ("subProcess", "transaction"):
-            todo.extend(e.get("id") for e in element.iter() if isinstance(e.tag, str)
-                        and etree.QName(e).localname == "startEvent")
+        if element is not None and etree.QName(element).localname in ("subProcess", "transaction", "adHocSubProcess"):
+            todo.extend(e.get("id") for e in element.findall("bpmn:startEvent", NS))
     problems = []
     for definition in process.iter(BPMN + "timerEventDefinition"):
         event = definition.getparent()

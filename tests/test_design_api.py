@@ -150,6 +150,15 @@ def test_hostile_xml_is_refused_without_reading_a_file_or_exhausting_memory(clie
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before < 100 * 1024
 
 
+def test_a_file_in_another_encoding_is_refused_precisely(client, designer):
+    utf16 = LIFECYCLE.decode("utf-8").replace('encoding="UTF-8"', 'encoding="UTF-16"').encode("utf-16")
+    response = client.post("/api/v1/definitions", data=utf16, headers={**designer, "Content-Type": "application/xml"})
+    assert response.status_code == 422 and "UTF-8" in response.json["error"]["problems"][0]["message"]
+    latin1 = LIFECYCLE.replace("Giải trình".encode(), "Gi\xe1i".encode("latin-1"), 1)
+    response = client.post("/api/v1/definitions", data=latin1, headers={**designer, "Content-Type": "application/xml"})
+    assert response.status_code == 422 and response.json["error"]["problems"][0]["line"] > 1
+
+
 def test_the_modeler_endpoints(client, designer):
     listed = client.get("/api/v1/definitions", headers=designer).json["items"]
     v1 = listed[0]["id"]

@@ -178,6 +178,12 @@ def parse_definition(xml: bytes, forms: dict[str, dict] | None = None, forms_dir
     if len(xml) > MAX_BPMN_BYTES:
         raise InvalidDefinition([Problem(f"file too large: {len(xml)} bytes (limit {MAX_BPMN_BYTES})")])
     try:
+        xml.decode("utf-8")  # stored and shown as text: other encodings are refused, not guessed
+    except UnicodeDecodeError as exc:
+        line = xml[:exc.start].count(b"\n") + 1
+        raise InvalidDefinition([Problem(f"the file must be UTF-8 encoded (byte {exc.start} is not UTF-8); "
+                                         "save it as UTF-8 and upload it again", line)]) from None
+    try:
         root = etree.fromstring(xml, safe_xml_parser())
     except etree.XMLSyntaxError as exc:
         raise InvalidDefinition([Problem(f"not well-formed XML: {exc.msg}", exc.lineno)]) from None

@@ -122,7 +122,7 @@ def upload(xml: bytes, actor: Actor, forms_dir: Path | None = None, forms: dict 
     """Validate and store a new draft version (the same content twice is the same version).
 
     ``forms`` (form file name -> JSON Schema) are the forms edited with the diagram; a form
-    the diagram names and ``forms`` lacks comes from earlier versions, then ``forms_dir``.
+    the diagram names and ``forms`` lacks comes from ``forms_dir``, then from earlier versions.
     The version's manifest keeps a copy of each form it uses, so it never depends on files.
     Raises InvalidDefinition with every problem found (line and element id).
     """

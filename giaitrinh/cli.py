@@ -1,4 +1,4 @@
-"""The ``giaitrinh`` command (API.md): serve, db upgrade, seed-demo, timers, deploy, report, audit."""
+"""The ``giaitrinh`` command (API.md): serve, db upgrade, seed-demo, timers, deploy, migrate, report, audit."""
 from __future__ import annotations
 
 import sys
@@ -137,6 +137,41 @@ def deploy(path: Path, username: str | None) -> None:
         click.echo(f"warning: {warning}", err=True)
     click.echo(f"deployed {result['key']} version {result['version']} ({result['sha256'][:12]})"
                + (" (unchanged)" if result["existing"] else ""))
+
+
+def _designer(username: str | None):
+    from .engine import accounts
+    from .engine import db as engine_db
+
+    if not username:
+        return accounts.Actor("cli", "Command line", {"designer": frozenset({accounts.ALL_UNITS})})
+    with engine_db.read_only() as session:
+        found = accounts.actor_by_username(session, username)
+    if found is None:
+        raise click.ClickException(f"unknown user {username}")
+    return found
+
+
+@main.command()
+@click.argument("from_id", type=int)
+@click.argument("to_id", type=int)
+@click.option("--run", is_flag=True, help="Migrate for real (without it: a dry run that changes nothing).")
+@click.option("--as", "username", default=None, help="Designer account recorded in the audit trail.")
+def migrate(from_id: int, to_id: int, run: bool, username: str | None) -> None:
+    """Move the open requests of definition FROM_ID to definition TO_ID (a deployed version of the same process)."""
+    from .engine.errors import ServiceError
+    from .engine.services import definitions
+
+    _boot()
+    try:
+        result = definitions.migrate_instances(from_id, to_id, not run, _designer(username))
+    except ServiceError as exc:
+        raise click.ClickException(exc.message) from None
+    for item in result["items"]:
+        verdict = "migrated" if item.get("migrated") else ("ok" if item["ok"] else "REFUSED")
+        click.echo(f"{item['code']}\t{verdict}\t{','.join(item['active_steps'])}\t{'; '.join(item['problems'])}")
+    click.echo(f"{'migrated' if run else 'dry run'}: {result['ok']}/{result['total']} can move, "
+               f"{result['migrated']} moved (v{result['from']['version']} -> v{result['to']['version']})")
 
 
 @main.group()

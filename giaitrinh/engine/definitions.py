@@ -17,10 +17,12 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
+import re
+import threading
+
 from lxml import etree
 
+from .forms import form_problems
 from .scripting import ScriptError, compile_expression, compile_script
 
 MAX_BPMN_BYTES = 2 * 1024 * 1024
@@ -32,6 +34,11 @@ NS = {
     "spiffworkflow": "http://spiffworkflow.org/bpmn/schema/1.0/core",
 }
 BPMN = "{%s}" % NS["bpmn"]
+# Activities the engine has no behaviour for: a step is a user task (a person, a form, a role) or a script.
+UNSUPPORTED_TASKS = ("task", "manualTask", "serviceTask", "sendTask", "receiveTask", "businessRuleTask")
+_STEP_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+_FORM_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]{0,100}\.json$")
+_SAFE_ID = re.compile(r"^[A-Za-z_][\w.\-]*$")
 
 
 @dataclass
@@ -78,17 +85,104 @@ def _properties(element) -> dict[str, str]:
     return props
 
 
-def _role_of_lane(lane_id: str | None) -> str | None:
-    if not lane_id:
-        return None
+def _role_of_lane(lane) -> str | None:
+    """A lane maps to a role by a ``role`` property, or by its id ``Lane_<role>``."""
+    role = _properties(lane).get("role")
+    if role:
+        return role if role in ROLES else None
+    lane_id = lane.get("id") or ""
     name = lane_id.split("_", 1)[1] if "_" in lane_id else lane_id
     return name if name in ROLES else None
 
 
-def parse_definition(xml: bytes, forms: dict[str, dict] | None = None, forms_dir: Path | None = None) -> Parsed:
-    """Validate a BPMN document and build its manifest, or raise InvalidDefinition."""
+_XSD_LOCK = threading.Lock()
+MAX_REPORTED = 50
+
+
+def _xsd_problems(root) -> list[Problem]:
+    """Every BPMN XSD error (at most MAX_REPORTED), each with its line."""
+    from SpiffWorkflow.spiff.parser.process import VALIDATOR  # XSD, compiled once by SpiffWorkflow
+
+    with _XSD_LOCK:  # one compiled schema, one error log: not shared between threads at once
+        VALIDATOR.preprocess(root)
+        try:
+            if VALIDATOR.validator.validate(root.getroottree()):
+                return []
+        except etree.XMLSchemaValidateError:  # libxml2 gives up (an unexpanded entity reference, say)
+            return [Problem("BPMN schema: the document cannot be checked against the BPMN schema "
+                            "(entity references are not allowed)", root.sourceline, root.get("id"))]
+        errors = list(VALIDATOR.validator.error_log)
+    problems = []
+    for error in errors[:MAX_REPORTED]:
+        problems.append(Problem(f"BPMN schema: {error.message}", error.line or None, _element_at(root, error.line)))
+    if len(errors) > MAX_REPORTED:
+        problems.append(Problem(f"... and {len(errors) - MAX_REPORTED} more schema errors"))
+    return problems
+
+
+def _element_at(root, line: int | None) -> str | None:
+    """The id of the element that starts on ``line`` (or the nearest one above it)."""
+    if not line:
+        return None
+    best = None
+    for element in root.iter():
+        if not isinstance(element.tag, str) or element.sourceline is None:
+            continue
+        if element.sourceline > line:
+            break
+        if element.get("id"):
+            best = element.get("id")
+    return best
+
+
+def _unreachable_timers(process) -> list[Problem]:
+    """Timers no path from a start event reaches would never arm: a deadline that cannot fire."""
+    edges: dict[str, list[str]] = {}
+    for flow in process.iter(BPMN + "sequenceFlow"):
+        edges.setdefault(flow.get("sourceRef"), []).append(flow.get("targetRef"))
+    attached: dict[str, list[str]] = {}
+    for boundary in process.iter(BPMN + "boundaryEvent"):
+        attached.setdefault(boundary.get("attachedToRef"), []).append(boundary.get("id"))
+    # The process's own start events, and those of event subprocesses (started by their event, not a flow).
+    starts = [e.get("id") for e in process.findall("bpmn:startEvent", NS)]
+    for sub in process.iter(BPMN + "subProcess"):
+        if sub.get("triggeredByEvent") == "true":
+            starts.extend(e.get("id") for e in sub.findall("bpmn:startEvent", NS))
+    seen: set[str] = set()
+    todo = list(starts)
+    while todo:
+        node = todo.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        todo.extend(edges.get(node, []))
+        todo.extend(attached.get(node, []))
+        element = process.find(f".//*[@id='{node}']") if node and _SAFE_ID.match(node) else None
+        if element is not None and etree.QName(element).localname in ("subProcess", "transaction", "adHocSubProcess"):
+            todo.extend(e.get("id") for e in element.findall("bpmn:startEvent", NS))
+    problems = []
+    for definition in process.iter(BPMN + "timerEventDefinition"):
+        event = definition.getparent()
+        if event.get("id") not in seen and etree.QName(event).localname != "startEvent":
+            problems.append(Problem(f"timer '{event.get('id')}' cannot be reached from the start event: "
+                                    "its deadline would never arm", event.sourceline, event.get("id")))
+    return problems
+
+
+def parse_definition(xml: bytes, forms: dict[str, dict] | None = None, forms_dir: Path | None = None,
+                     fallback_forms: dict[str, dict] | None = None) -> Parsed:
+    """Validate a BPMN document and build its manifest, or raise InvalidDefinition.
+
+    A form a user task names is looked up in ``forms``, then ``forms_dir``, then ``fallback_forms``.
+    """
     if len(xml) > MAX_BPMN_BYTES:
         raise InvalidDefinition([Problem(f"file too large: {len(xml)} bytes (limit {MAX_BPMN_BYTES})")])
+    try:
+        xml.decode("utf-8")  # stored and shown as text: other encodings are refused, not guessed
+    except UnicodeDecodeError as exc:
+        line = xml[:exc.start].count(b"\n") + 1
+        raise InvalidDefinition([Problem(f"the file must be UTF-8 encoded (byte {exc.start} is not UTF-8); "
+                                         "save it as UTF-8 and upload it again", line)]) from None
     try:
         root = etree.fromstring(xml, safe_xml_parser())
     except etree.XMLSyntaxError as exc:
@@ -96,17 +190,20 @@ def parse_definition(xml: bytes, forms: dict[str, dict] | None = None, forms_dir
     if root.tag != BPMN + "definitions":
         raise InvalidDefinition([Problem("the root element must be bpmn:definitions", root.sourceline)])
 
-    from SpiffWorkflow.spiff.parser.process import VALIDATOR  # XSD, compiled once by SpiffWorkflow
+    schema_problems = _xsd_problems(root)
+    if schema_problems:
+        raise InvalidDefinition(schema_problems)
 
-    try:
-        VALIDATOR.validate(root.getroottree(), root.base)
-    except Exception as exc:  # SpiffWorkflow raises ValidationException with line info
-        line = getattr(exc, "line_number", None) or getattr(exc, "sourceline", None)
-        raise InvalidDefinition([Problem(f"BPMN schema: {exc}", line)]) from None
-
-    processes = [p for p in root.findall("bpmn:process", NS) if p.get("isExecutable", "false") == "true"]
+    all_processes = root.findall("bpmn:process", NS)
+    processes = [p for p in all_processes if p.get("isExecutable", "false") == "true"]
     if len(processes) != 1:
-        raise InvalidDefinition([Problem(f"expected exactly one executable process, found {len(processes)}")])
+        found = [Problem(f"process '{p.get('id')}' is not executable (isExecutable=\"{p.get('isExecutable', 'false')}\"); "
+                         "mark the one process GiảiTrình should run isExecutable=\"true\"", p.sourceline, p.get("id"))
+                 for p in all_processes if p not in processes] if not processes else \
+                [Problem(f"process '{p.get('id')}' is one of {len(processes)} executable processes; "
+                         "a definition holds exactly one", p.sourceline, p.get("id")) for p in processes]
+        raise InvalidDefinition([Problem(f"expected exactly one executable process, found {len(processes)}",
+                                         root.sourceline, root.get("id"))] + found)
     process = processes[0]
     key = process.get("id")
     problems: list[Problem] = []
@@ -124,10 +221,11 @@ def parse_definition(xml: bytes, forms: dict[str, dict] | None = None, forms_dir
         if name not in periods:
             problems.append(Problem(f"missing statutory period property 'period.{name}' on the process", process.sourceline, key))
 
-    lanes = {}
+    lanes = {}  # flow node id -> the role of its (innermost) lane
     for lane in process.iter(BPMN + "lane"):
+        role = _role_of_lane(lane)
         for ref in lane.findall("bpmn:flowNodeRef", NS):
-            lanes[(ref.text or "").strip()] = lane.get("id")
+            lanes[(ref.text or "").strip()] = role
 
     tasks: dict[str, dict] = {}
     statuses: dict[str, str] = {}
@@ -143,15 +241,22 @@ def parse_definition(xml: bytes, forms: dict[str, dict] | None = None, forms_dir
         if "status" in props:
             statuses[element_id] = props["status"]
         if tag == "userTask":
-            role = _role_of_lane(lanes.get(element_id))
+            role = lanes.get(element_id)
             if role is None:
                 problems.append(Problem(
-                    f"user task '{element_id}' must be in a lane whose id names a role (Lane_<role>, one of {', '.join(ROLES)})",
-                    element.sourceline, element_id))
+                    f"user task '{element_id}' must be in a lane that maps to a role (lane id Lane_<role> or "
+                    f"property 'role'; one of {', '.join(ROLES)})", element.sourceline, element_id))
+            if not _STEP_KEY.match(element_id or ""):
+                problems.append(Problem(f"user task id '{element_id}' is its step key: use letters, "
+                                        "digits and '_' (e.g. legal_review)", element.sourceline, element_id))
             form_name = props.get("formJsonSchemaFilename")
             schema = None
             if not form_name:
                 problems.append(Problem(f"user task '{element_id}' has no form (formJsonSchemaFilename)", element.sourceline, element_id))
+            elif not _FORM_NAME.match(form_name):
+                problems.append(Problem(f"form name '{form_name[:80]}' must be a file name like legal_review.json "
+                                        "(letters, digits, '_', '-')", element.sourceline, element_id))
+                form_name = None
             else:
                 schema = forms.get(form_name)
                 if schema is None and forms_dir is not None and (forms_dir / form_name).is_file():
@@ -159,15 +264,16 @@ def parse_definition(xml: bytes, forms: dict[str, dict] | None = None, forms_dir
                         schema = json.loads((forms_dir / form_name).read_text(encoding="utf-8"))
                     except json.JSONDecodeError as exc:
                         problems.append(Problem(f"form {form_name}: invalid JSON at line {exc.lineno}: {exc.msg}", element.sourceline, element_id))
+                if schema is None and fallback_forms:
+                    schema = fallback_forms.get(form_name)
                 if schema is None:
-                    problems.append(Problem(f"form file '{form_name}' not found", element.sourceline, element_id))
+                    problems.append(Problem(f"form '{form_name}' not found (write it in the forms editor)",
+                                            element.sourceline, element_id))
                 else:
-                    try:
-                        Draft202012Validator.check_schema(schema)
-                    except SchemaError as exc:
-                        problems.append(Problem(f"form {form_name} is not a valid JSON Schema: {exc.message}", element.sourceline, element_id))
-                        schema = None
-                    forms[form_name] = schema
+                    form_errors = form_problems(schema)
+                    for message in form_errors:
+                        problems.append(Problem(f"form {form_name}: {message}", element.sourceline, element_id))
+                    forms[form_name] = schema if not form_errors else None
             rules = []
             for name, value in props.items():
                 if name.startswith("rule:") and not name.endswith(":message"):
@@ -211,6 +317,16 @@ def parse_definition(xml: bytes, forms: dict[str, dict] | None = None, forms_dir
                 compile_expression((element.text or "").strip())
             except ScriptError as exc:
                 problems.append(Problem(f"condition of '{parent_id}': {exc.message}", element.sourceline, parent_id))
+        elif tag in UNSUPPORTED_TASKS:
+            problems.append(Problem(
+                f"'{element_id}' is a {tag}, which GiảiTrình does not run: make it a user task (a step with a form "
+                "and a role) or a script task", element.sourceline, element_id))
+        elif tag == "timerEventDefinition":
+            if not any(etree.QName(c).localname in ("timeDate", "timeDuration", "timeCycle")
+                       for c in element if isinstance(c.tag, str)):
+                event = element.getparent()
+                problems.append(Problem(f"timer '{event.get('id')}' has no timeDate, timeDuration or timeCycle expression",
+                                        element.sourceline, event.get("id")))
         elif tag in ("timeDate", "timeDuration", "timeCycle"):
             timer_event = element.getparent().getparent()
             try:
@@ -224,6 +340,8 @@ def parse_definition(xml: bytes, forms: dict[str, dict] | None = None, forms_dir
                     "attached_to": timer_event.get("attachedToRef"),
                     "interrupting": timer_event.get("cancelActivity", "true") != "false",
                 }
+
+    problems.extend(_unreachable_timers(process))
 
     for timer_id, timer in timers.items():
         if timer["attached_to"] in tasks:

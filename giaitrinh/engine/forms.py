@@ -111,3 +111,82 @@ def options(prop: dict) -> list[tuple[str, str]]:
     if "enum" in prop:
         return [(v, str(v)) for v in prop["enum"]]
     return []
+
+
+# -- the product's rules for a task form (what web/schema_form.py can render) -------------
+
+FIELD_TYPES = ("string", "integer", "number", "boolean", "object")
+MAX_FORM_BYTES = 200_000
+MAX_FORM_DEPTH = 4
+
+
+def form_problems(schema: Any) -> list[str]:
+    """Why ``schema`` cannot be a task form: JSON Schema's metaschema, then the product's rules.
+
+    Empty when the form is fine. The rules are what the task page renders: an object with
+    titled properties of a type it knows, ``required`` naming properties that exist, and
+    ``x-show-if`` naming a sibling field and one of its values.
+    """
+    from jsonschema.exceptions import SchemaError
+
+    if not isinstance(schema, dict):
+        return ["Biểu mẫu phải là một đối tượng JSON Schema (a form must be a JSON object)."]
+    try:
+        import json as _json
+
+        size = len(_json.dumps(schema, ensure_ascii=False))
+    except (TypeError, ValueError):
+        return ["Biểu mẫu không phải JSON hợp lệ (not JSON)."]
+    if size > MAX_FORM_BYTES:
+        return [f"Biểu mẫu quá lớn: {size} byte (form too large; limit {MAX_FORM_BYTES})."]
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path)
+        return [f"Không phải JSON Schema hợp lệ{f' tại {where}' if where else ''}: {exc.message} (invalid JSON Schema)"]
+    problems: list[str] = []
+    _check_object(schema, "", problems, depth=0)
+    return problems
+
+
+def _check_object(schema: dict, path: str, problems: list[str], depth: int) -> None:
+    where = path or "biểu mẫu"
+    if schema.get("type") != "object":
+        problems.append(f"{where}: phải có \"type\": \"object\" (a form and each group is an object).")
+        return
+    if depth > MAX_FORM_DEPTH:
+        problems.append(f"{where}: lồng quá {MAX_FORM_DEPTH} cấp (nested too deep).")
+        return
+    properties = schema.get("properties")
+    if not isinstance(properties, dict):
+        problems.append(f"{where}: cần \"properties\" liệt kê các trường (properties required).")
+        return
+    for name in schema.get("required", []):
+        if name not in properties:
+            problems.append(f"{where}: trường bắt buộc '{name}' không có trong properties (required names a missing field).")
+    for name, prop in properties.items():
+        field_path = f"{path}.{name}" if path else name
+        if not isinstance(prop, dict):
+            problems.append(f"{field_path}: phải là một đối tượng (each field is an object).")
+            continue
+        if not str(prop.get("title") or "").strip():
+            problems.append(f"{field_path}: thiếu nhãn \"title\" để hiển thị cho cán bộ (a field needs a title).")
+        kind = prop.get("type")
+        if kind not in FIELD_TYPES:
+            problems.append(f"{field_path}: kiểu {kind!r} chưa được hỗ trợ; dùng một trong {', '.join(FIELD_TYPES)} "
+                            "(unsupported field type).")
+            continue
+        show_if = prop.get("x-show-if")
+        if show_if is not None:
+            if not isinstance(show_if, dict) or len(show_if) != 1:
+                problems.append(f"{field_path}: x-show-if phải là {{\"trường\": \"giá trị\"}} (one field, one value).")
+            else:
+                other, value = next(iter(show_if.items()))
+                if other not in properties or other == name:
+                    problems.append(f"{field_path}: x-show-if nêu trường '{other}' không có trong cùng nhóm "
+                                    "(x-show-if names an unknown field).")
+                elif options(properties[other]) and str(value) not in {str(v) for v, _ in options(properties[other])}:
+                    problems.append(f"{field_path}: x-show-if: '{value}' không phải một lựa chọn của '{other}' "
+                                    "(not one of its values).")
+        if kind == "object":
+            _check_object(prop, field_path, problems, depth + 1)

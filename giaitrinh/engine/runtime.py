@@ -560,3 +560,69 @@ def move_token(running: Running, element_id: str, keep: Iterable[str] = ()) -> s
             sibling.data.update(deepcopy(carried))
     step(wf)
     return str(target.id)
+# -- moving a running instance to another version of its process ---------------------
+
+ACTIVE = TaskState.READY | TaskState.WAITING | TaskState.STARTED
+
+
+def migration_problems(running: Running, definition) -> list[str]:
+    """Why this instance cannot move to ``definition`` (empty when it can).
+
+    Every task the instance has reached (not merely predicted) must exist in the new
+    version under the same id; each active one (a step waiting for a person, a timer
+    waiting to fire) must keep its kind there: a user task stays a user task, a timer a timer.
+    """
+    spec, _subprocess_specs = spec_for(definition)
+    problems = []
+    if running.workflow.subprocesses:
+        problems.append("hồ sơ có tiến trình con: chưa hỗ trợ chuyển phiên bản (subprocesses are not migrated)")
+    for task in running.workflow.get_tasks():
+        if task.has_state(TaskState.PREDICTED_MASK):
+            continue
+        name = task.task_spec.name
+        target = spec.task_specs.get(name)
+        label = task.task_spec.bpmn_id or name
+        if target is None:
+            if task.has_state(ACTIVE):
+                problems.append(f"bước đang mở '{label}' không có trong phiên bản mới (active step missing)")
+            else:
+                problems.append(f"bước đã qua '{label}' không có trong phiên bản mới (a step it went through is missing)")
+            continue
+        if task.has_state(ACTIVE):
+            if type(target) is not type(task.task_spec):
+                problems.append(f"bước '{label}' đổi loại {type(task.task_spec).__name__} → {type(target).__name__} "
+                                "(an active step changed kind)")
+            old_event = getattr(task.task_spec, "event_definition", None)
+            if isinstance(old_event, TimerEventDefinition) and \
+                    not isinstance(getattr(target, "event_definition", None), TimerEventDefinition):
+                problems.append(f"hẹn giờ '{label}' không còn là hẹn giờ (a waiting timer is gone)")
+    return list(dict.fromkeys(problems))
+
+
+def migrate(running: Running, definition) -> Running:
+    """The same instance on ``definition``'s spec: tasks reached keep their ids, data and timers;
+    what was only predicted after an active task is predicted again from the new diagram.
+
+    Call ``migration_problems`` first; the result is checked by a dump and reload.
+    """
+    spec, subprocess_specs = spec_for(definition)
+    wf = running.workflow
+    wf.spec = spec
+    wf.subprocess_specs = subprocess_specs
+    for task in list(wf.get_tasks()):
+        target = spec.task_specs.get(task.task_spec.name)
+        if target is not None:
+            task.task_spec = target
+    for task in list(wf.get_tasks(state=ACTIVE)):
+        if task.id in wf.tasks:
+            task._drop_children()  # only children not yet finished: the predictions
+            task.task_spec._predict(task, mask=TaskState.PREDICTED_MASK | task.state)
+    for task in list(wf.get_tasks()):  # a prediction left on a removed spec is dropped with its branch
+        if spec.task_specs.get(task.task_spec.name) is not task.task_spec and task.id in wf.tasks:
+            if not task.has_state(TaskState.PREDICTED_MASK):
+                raise ValueError(f"task {task.task_spec.name} has no spec in the new version")
+            wf._remove_task(task.id)
+    migrated = Running(wf, definition.manifest, definition.sha256)
+    # The proof: the new state loads with the new spec alone.
+    load(definition, _serializer.serialize_json(wf), cal.WorkingCalendar())
+    return migrated

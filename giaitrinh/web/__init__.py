@@ -37,7 +37,7 @@ def create_app(settings: Settings | None = None, *, boot_engine: bool = True) ->
     from . import i18n
     i18n.init_app(app)
 
-    from . import admin, api, auth, errors, filters, labels, limits, policy, portal, security, supervise, tasks, vendor
+    from . import admin, api, auth, design, errors, filters, labels, limits, policy, portal, security, supervise, tasks, vendor
     from . import open311, reports, reports_api  # noqa: F401 - reports_api adds its routes to api.bp
     filters.register(app)
     limits.init_app(app, settings)
@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None, *, boot_engine: bool = True) ->
     app.register_blueprint(vendor.bp)
     app.register_blueprint(reports.bp)
     app.register_blueprint(open311.bp)
+    app.register_blueprint(design.bp)
     from . import notifications
     notifications.init_app(app, settings)
     if settings.dev_clock:

@@ -371,25 +371,95 @@ def list_definitions():
     return jsonify(definitions.list_definitions(require_actor()))
 
 
-@bp.post("/definitions")
-@policy("role:designer")
-def upload_definition():
-    actor = require_actor()
+def _bpmn_body() -> tuple[bytes, dict | None]:
+    """The BPMN of an upload: XML as the body, a multipart ``file``, or JSON ``{"bpmn", "forms"?}``
+    (what the modeler sends: the diagram with the forms edited beside it)."""
+    if request.mimetype == "application/json":
+        data = body_object()
+        if not isinstance(data.get("bpmn"), str) or not data["bpmn"].strip():
+            raise ValidationFailed("cần nội dung BPMN (a BPMN document is required)", {"bpmn": "BPMN 2.0 XML text"})
+        forms = data.get("forms")
+        if forms is not None and not isinstance(forms, dict):
+            raise ValidationFailed("biểu mẫu không hợp lệ", {"forms": "an object: form file name -> JSON Schema"})
+        return data["bpmn"].encode("utf-8"), forms
     if request.files.get("file") is not None:
         xml = request.files["file"].read()
     else:
         xml = request.get_data()
     if not xml:
         raise ValidationFailed("cần tệp BPMN (a BPMN document is required)", {"file": "BPMN 2.0 XML"})
+    return xml, None
+
+
+def _forms_dir():
     from ..config import PROCESSES_DIR
-    result = definitions.upload(xml, actor, forms_dir=PROCESSES_DIR / "forms")
+    return PROCESSES_DIR / "forms"
+
+
+@bp.post("/definitions")
+@policy("role:designer")
+def upload_definition():
+    actor = require_actor()
+    xml, forms = _bpmn_body()
+    result = definitions.upload(xml, actor, forms_dir=_forms_dir(), forms=forms)
     return jsonify(result), 200 if result.get("existing") else 201
+
+
+@bp.post("/definitions/validate")
+@policy("role:designer")
+def validate_definition():
+    actor = require_actor()
+    xml, forms = _bpmn_body()
+    return jsonify(definitions.validate(xml, actor, forms=forms, forms_dir=_forms_dir()))
+
+
+@bp.get("/definitions/<int:definition_id>")
+@policy("role:designer")
+def get_definition(definition_id: int):
+    return jsonify(definitions.get_definition(definition_id, require_actor()))
+
+
+@bp.get("/definitions/<int:definition_id>/bpmn")
+@policy("role:designer")
+def definition_bpmn(definition_id: int):
+    found = definitions.bpmn(definition_id, require_actor())
+    response = current_app.response_class(found["bpmn"], mimetype="application/xml")
+    if _bool_arg("download"):
+        response.headers["Content-Disposition"] = f'attachment; filename="{found["key"]}-v{found["version"]}.bpmn"'
+    return response
 
 
 @bp.post("/definitions/<int:definition_id>/deploy")
 @policy("role:designer")
 def deploy_definition(definition_id: int):
     return jsonify(definitions.deploy(definition_id, require_actor()))
+
+
+@bp.post("/definitions/<int:definition_id>/migrate")
+@policy("role:designer")
+def migrate_definition(definition_id: int):
+    data = body_object()
+    fields = {}
+    if not isinstance(data.get("to"), int) or isinstance(data.get("to"), bool):
+        fields["to"] = "the id of the version to move to (integer)"
+    if not isinstance(data.get("dry_run", True), bool):
+        fields["dry_run"] = "true or false"
+    codes = data.get("codes")
+    if codes is not None and (not isinstance(codes, list) or not all(isinstance(c, str) and len(c) <= 32 for c in codes)):
+        fields["codes"] = "a list of request codes"
+    if fields:
+        raise ValidationFailed("yêu cầu chuyển phiên bản không hợp lệ", fields)
+    return jsonify(definitions.migrate_instances(definition_id, data["to"], data.get("dry_run", True),
+                                                 require_actor(), codes=codes))
+
+
+@bp.post("/forms/validate")
+@policy("role:designer")
+def validate_form():
+    data = body_object()
+    if "schema" not in data:
+        raise ValidationFailed("thiếu biểu mẫu", {"schema": "the JSON Schema of a task form"})
+    return jsonify(definitions.check_form(data["schema"], require_actor()))
 
 
 @bp.get("/calendar")

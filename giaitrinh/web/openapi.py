@@ -44,6 +44,9 @@ TOKEN_HEADER = {"name": "X-Request-Token", "in": "header", "required": False, "s
                 "description": "The secret token given at submission"}
 PAGING = [_q("page", {"type": "integer", "minimum": 1}), _q("per_page", {"type": "integer", "minimum": 1, "maximum": 500})]
 BEARER = [{"bearer": []}]
+# The modeler's body: the diagram and the forms edited beside it (form file name -> JSON Schema).
+DESIGN_BODY = {"type": "object", "required": ["bpmn"], "properties": {
+    "bpmn": {"type": "string"}, "forms": {"type": "object", "additionalProperties": {"type": "object"}}}}
 LIST = {"type": "object", "required": ["items", "total"],
         "properties": {"items": {"type": "array", "items": {"type": "object"}}, "total": {"type": "integer"}}}
 
@@ -128,13 +131,43 @@ def document(dev_clock: bool = False) -> dict:
             "post": {"summary": "Upload a BPMN version (validated)", "tags": ["designers"], "security": BEARER,
                      "requestBody": {"required": True, "content": {
                          "application/xml": {"schema": {"type": "string"}},
+                         "application/json": {"schema": DESIGN_BODY},
                          "multipart/form-data": {"schema": {"type": "object", "properties": {
                              "file": {"type": "string", "format": "binary"}}}}}},
                      "responses": {**_ok(201), **_ok(200, description="Same content as an existing version"),
-                                   **_err(401, 403, 413, 422)}}},
+                                   **_err(400, 401, 403, 413, 422)}}},
         "/api/v1/definitions/{id}/deploy": {"post": {
             "summary": "Deploy a version for new requests", "tags": ["designers"], "security": BEARER,
             "parameters": [_path("id", {"type": "integer"})], "responses": {**_ok(), **_err(401, 403, 404, 409)}}},
+        # -- design branch: process designers (versions, validation, migration, forms) --
+        "/api/v1/definitions/validate": {"post": {
+            "summary": "Every check an upload makes, nothing stored", "tags": ["designers"], "security": BEARER,
+            "requestBody": {"required": True, "content": {
+                "application/xml": {"schema": {"type": "string"}},
+                "application/json": {"schema": DESIGN_BODY}}},
+            "responses": {**_ok(200, {"type": "object", "required": ["valid", "problems", "warnings"]}),
+                          **_err(400, 401, 403, 413, 422)}}},
+        "/api/v1/definitions/{id}": {"get": {
+            "summary": "A version: summary, user tasks, forms", "tags": ["designers"], "security": BEARER,
+            "parameters": [_path("id", {"type": "integer"})], "responses": {**_ok(), **_err(401, 403, 404)}}},
+        "/api/v1/definitions/{id}/bpmn": {"get": {
+            "summary": "The BPMN text of a version (?download=true: as a file)", "tags": ["designers"],
+            "security": BEARER, "parameters": [_path("id", {"type": "integer"}), _q("download", {"type": "boolean"})],
+            "responses": {"200": {"description": "BPMN 2.0 XML", "content": {"application/xml": {"schema": {"type": "string"}}}},
+                          **_err(401, 403, 404, 422)}}},
+        "/api/v1/definitions/{id}/migrate": {"post": {
+            "summary": "Move the open requests of this version to another (dry run by default)", "tags": ["designers"],
+            "security": BEARER, "parameters": [_path("id", {"type": "integer"})],
+            "requestBody": _body({"type": "object", "required": ["to"], "properties": {
+                "to": {"type": "integer"}, "dry_run": {"type": "boolean", "default": True},
+                "codes": {"type": "array", "items": {"type": "string"}}}}),
+            "responses": {**_ok(200, {"type": "object", "required": ["dry_run", "items", "total", "ok", "migrated"]}),
+                          **_err(400, 401, 403, 404, 409, 422)}}},
+        "/api/v1/forms/validate": {"post": {
+            "summary": "Check a task form (JSON Schema and the product's form rules)", "tags": ["designers"],
+            "security": BEARER, "requestBody": _body({"type": "object", "required": ["schema"]}),
+            "responses": {**_ok(200, {"type": "object", "required": ["valid", "problems"]}), **_err(400, 401, 403, 422)}}},
+        # -- end of the design branch's block --
         "/api/v1/calendar": {"get": {
             "summary": "Working days of a month and the local overrides", "tags": ["administrators"],
             "parameters": [_q("month", {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"})],

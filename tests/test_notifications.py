@@ -377,10 +377,10 @@ def test_notify_urge_for_the_supervisors_urge_action(world, people, smtp):
         request = _common.request_for_update(session, sub["code"])
         with pytest.raises(ValidationFailed):  # an official of another unit is never told about this case
             notifications.notify_urge(session, request, "chuyenvien2", None, by="thanhtra")
-    # And as a use case of its own, with who may urge checked.
-    notification_service.urge(sub["code"], "chuyenvien", None, people["lanhdao"])
+    # And through the supervisors' urge use case, which checks who may urge.
+    supervision.urge(sub["code"], people["lanhdao"], "Đề nghị khẩn trương")
     with pytest.raises(Forbidden):
-        notification_service.urge(sub["code"], "chuyenvien", None, people["chuyenvien2"])
+        supervision.urge(sub["code"], people["chuyenvien2"], "Đề nghị khẩn trương")
     urged = [n for n in notification_service.list_for(people["chuyenvien"])["items"] if n["kind"] == "urged"]
     assert len(urged) == 2 and "Hạn chót thứ Hai" in urged[1]["body"]
     assert notification_service.list_for(people["chuyenvien2"])["total"] == 0

@@ -377,7 +377,7 @@ def _may_work_on(session: Session, username: str, unit_code: str) -> bool:
 def notify_urge(session: Session, request: Request, to_username: str, note: str | None, by: str) -> Notification:
     """Urging (đôn đốc): an in-app notice and an email to one official of the case's unit.
 
-    For the supervisors' urge use case: it checks who may urge; this checks only that the
+    For ``supervision.urge``, which checks who may urge; this checks only that the
     person urged works on the unit's cases, so no notice about a case leaks to another unit.
     """
     if not isinstance(to_username, str) or not _may_work_on(session, to_username, request.unit_code):

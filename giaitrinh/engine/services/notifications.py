@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select, update
 
-from .. import audit, clock, db, forms, mail
+from .. import audit, clock, db, mail
 from ..accounts import ALL_UNITS, Actor
 from ..errors import Forbidden, NotFound, ValidationFailed
 from ..models import Notification, OutboxMessage, Request
@@ -78,32 +78,6 @@ def mark_read(actor: Actor, ids: list[int] | None = None) -> int:
 
 
 # -- notify from another use case -----------------------------------------------------------------
-
-
-def urge(code: str, to_username: str, note: str | None, actor: Actor) -> dict:
-    """A head or supervisor of the case's unit urges an official (in-app notice and email).
-
-    The supervisors' urge page of another branch may call this, or call
-    ``engine.notifications.notify_urge`` inside its own transaction.
-    """
-    from .. import notifications
-
-    if note is not None and (not isinstance(note, str) or len(note) > 2000):
-        raise ValidationFailed("ghi chú không hợp lệ", {"note": "Tối đa 2000 ký tự (at most 2000 characters)."})
-    note = forms.normalize(note)
-    if forms.control_characters(note):
-        raise ValidationFailed("ghi chú không hợp lệ", forms.control_characters(note, "note"))
-    if not isinstance(to_username, str) or not 0 < len(to_username) <= 64:
-        raise ValidationFailed("thiếu người được đôn đốc", {"to": "Tên đăng nhập của cán bộ (username)."})
-    with db.transaction() as session:
-        request = _common.request_for_update(session, code)
-        if not any(actor.has_role(role, request.unit_code) for role in ("head", "supervisor")):
-            raise Forbidden("chỉ thủ trưởng hoặc thanh tra của đơn vị được đôn đốc (head or supervisor only)")
-        notice = notifications.notify_urge(session, request, to_username, note, actor.username)
-        audit.record(session, "urged", actor=actor.username, request_id=request.id, public=False, note=note,
-                     after={"to": to_username})
-        session.flush()
-        return {"id": notice.id, "to": to_username, "request_code": request.code}
 
 
 # -- the outbox, for administrators ---------------------------------------------------------------

@@ -23,6 +23,9 @@ NS = {"bpmn": "http://www.omg.org/spec/BPMN/20100524/MODEL",
       "spiffworkflow": "http://spiffworkflow.org/bpmn/schema/1.0/core"}
 B = "{%s}" % NS["bpmn"]
 S = "{%s}" % NS["spiffworkflow"]
+DI = "{http://www.omg.org/spec/BPMN/20100524/DI}"
+DC = "{http://www.omg.org/spec/DD/20100524/DC}"
+WP = "{http://www.omg.org/spec/DD/20100524/DI}"
 REVIEW_FORM = {"type": "object", "title": "Thẩm định pháp lý",
                "properties": {"opinion": {"title": "Ý kiến pháp chế", "type": "string", "x-widget": "textarea"}},
                "required": ["opinion"], "additionalProperties": False}
@@ -56,6 +59,16 @@ def with_legal_review(xml: bytes = LIFECYCLE, lane: str = "Lane_head", form: str
     approve.find("bpmn:incoming", NS).text = "Flow_legal_review_approve"
     if lane:
         etree.SubElement(process.find(f".//bpmn:lane[@id='{lane}']", NS), B + "flowNodeRef").text = "legal_review"
+    # Drawn too, as a modeler would save it: below the approval, with its outgoing flow.
+    plane = root.find(f".//{DI}BPMNPlane")
+    bounds = root.find(f".//{DI}BPMNShape[@bpmnElement='approve']/{DC}Bounds")
+    x, y = int(float(bounds.get("x"))), int(float(bounds.get("y"))) + 110
+    shape = etree.SubElement(plane, DI + "BPMNShape", id="legal_review_di", bpmnElement="legal_review")
+    etree.SubElement(shape, DC + "Bounds", x=str(x), y=str(y), width="120", height="80")
+    edge = etree.SubElement(plane, DI + "BPMNEdge", id="Flow_legal_review_approve_di",
+                            bpmnElement="Flow_legal_review_approve")
+    etree.SubElement(edge, WP + "waypoint", x=str(x + 60), y=str(y))
+    etree.SubElement(edge, WP + "waypoint", x=str(x + 60), y=str(y - 30))
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
 
 
@@ -297,3 +310,11 @@ def test_timers_inside_subprocesses_are_reachable_only_through_them():
         except InvalidDefinition as exc:
             assert not any(p.element_id == "sub_timer" and "cannot be reached" in p.message for p in exc.problems), \
                 (triggered, connected, [p.as_dict() for p in exc.problems])
+
+
+def test_an_element_without_a_shape_is_a_warning_naming_it():
+    forms = dict(FORMS, **{"legal_review.json": REVIEW_FORM})
+    assert parse_definition(with_legal_review(), forms=forms).warnings == []
+    undrawn = with_legal_review().replace(b'bpmnElement="legal_review"', b'bpmnElement="elsewhere"')
+    warnings = parse_definition(undrawn, forms=forms).warnings
+    assert len(warnings) == 1 and "'legal_review'" in warnings[0] and "BPMNDI" in warnings[0]

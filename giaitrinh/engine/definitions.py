@@ -169,6 +169,24 @@ def _unreachable_timers(process) -> list[Problem]:
     return problems
 
 
+_DRAWN_TAGS = {"task", "userTask", "scriptTask", "manualTask", "serviceTask", "sendTask", "receiveTask",
+               "businessRuleTask", "callActivity", "subProcess", "startEvent", "endEvent",
+               "intermediateCatchEvent", "intermediateThrowEvent", "boundaryEvent", "exclusiveGateway",
+               "parallelGateway", "inclusiveGateway", "eventBasedGateway", "sequenceFlow"}
+
+
+def _undrawn(root, process) -> list[str]:
+    """Elements with no shape in the diagram (BPMNDI): they run, but no one can see them on the
+    case's diagram or the heatmap, so say so (a file written by hand or by a script often lacks them)."""
+    drawn = {e.get("bpmnElement") for e in root.iter("{http://www.omg.org/spec/BPMN/20100524/DI}BPMNShape",
+                                                     "{http://www.omg.org/spec/BPMN/20100524/DI}BPMNEdge")}
+    if not drawn:
+        return ["the file has no diagram (BPMNDI): cases will be listed but not drawn"]
+    return [f"'{e.get('id')}' (line {e.sourceline}) has no shape in the diagram (BPMNDI) and will not be drawn"
+            for e in process.iter() if isinstance(e.tag, str) and etree.QName(e).localname in _DRAWN_TAGS
+            and e.get("id") and e.get("id") not in drawn]
+
+
 def parse_definition(xml: bytes, forms: dict[str, dict] | None = None, forms_dir: Path | None = None,
                      fallback_forms: dict[str, dict] | None = None) -> Parsed:
     """Validate a BPMN document and build its manifest, or raise InvalidDefinition.
@@ -342,6 +360,7 @@ def parse_definition(xml: bytes, forms: dict[str, dict] | None = None, forms_dir
                 }
 
     problems.extend(_unreachable_timers(process))
+    warnings.extend(_undrawn(root, process))
 
     for timer_id, timer in timers.items():
         if timer["attached_to"] in tasks:

@@ -9,7 +9,8 @@ from .. import audit, calendar as cal, clock, db, jobs, runtime
 from ..accounts import ALL_UNITS, Actor
 from ..errors import Conflict, Forbidden, NotFound, ValidationFailed
 from ..models import Escalation, Job, Request, Task
-from . import _common
+from . import _common, documents
+from ..documents import short_date as docs_date
 from ._common import iso
 
 SUPERVISORS = ("supervisor", "head", "admin")
@@ -134,6 +135,7 @@ def suspend(code: str, actor: Actor, ground: str, note: str | None = None) -> di
             jobs.revoke_lease(job)
         audit.record(session, "suspended", actor=actor.username, request_id=request.id, note=SUSPENSION_GROUNDS[ground]
                      + (f". {note}" if note else ""), before={"status": before}, after={"status": "suspended", "ground": ground})
+        documents.issue_notice(session, request, "suspension_notice", actor, ground=SUSPENSION_GROUNDS[ground], note=note)
         from .requests import public_summary
         return public_summary(session, request)
 
@@ -181,6 +183,8 @@ def resume(code: str, actor: Actor, note: str | None = None) -> dict:
         audit.record(session, "resumed", actor=actor.username, request_id=request.id,
                      note=". ".join(x for x in (f"Hạn mới: {shown[:10]}" if shown else "", note or "") if x) or None,
                      before={"deadlines": before_deadlines}, after={"status": request.status, "deadlines": request.deadlines})
+        documents.issue_notice(session, request, "resumption_notice", actor, note=note,
+                               new_deadline=docs_date(new_deadlines.get("explain_by") or new_deadlines.get("acknowledge_by")))
         from .requests import public_summary
         result = public_summary(session, request)
     from .. import timers

@@ -1,0 +1,376 @@
+"""Documents of a case (Decree 30/2020 layout): issued with the event that causes them, rendered once.
+
+``issue`` runs inside the use case of the lifecycle event (a task completion, a suspension,
+a withdrawal): it takes the next number of the unit's register for the year, fixes every
+field of the document (issuing body, number and symbol, place and date, subject, body from
+the template in force, recipients, signer), stores them with their digest and writes the
+audit event, in that use case's transaction. Rendering a PDF with embedded fonts costs far
+more than the rest of a completion, so it is not done there: the first time anyone asks for
+the document (or ``render_pending`` runs), PDF and DOCX are rendered from the stored fields,
+stored once with their sha256 (a second renderer finds them written and keeps the first),
+and the digests go into the audit trail. What is downloaded is always those stored bytes.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+import weakref
+from time import monotonic as _monotonic
+from typing import Any
+
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session, undefer
+
+from .. import audit, calendar as cal, clock, db, documents as docs
+from ..accounts import Actor
+from ..errors import Forbidden, NotFound, ValidationFailed
+from ..models import Counter, Document, DocumentFile, DocumentTemplate, Membership, Request, User
+from . import _common
+from ._common import iso
+
+FORMATS = {"pdf": docs.PDF_MIME, "docx": docs.DOCX_MIME}
+
+# The lifecycle's audit actions and the document each one issues.
+ACTION_KINDS = {
+    "accepted": "acceptance_notice",
+    "refused": "refusal_notice",
+    "redirected": "redirection_notice",
+    "extended": "extension_notice",
+    "dialogue": "minutes",
+    "explained": "explanation",
+    "suspended": "suspension_notice",
+    "resumed": "resumption_notice",
+    "withdrawn": "termination_notice",
+}
+
+
+# -- issuing ------------------------------------------------------------------------------------
+
+_COUNTER_FOR_UPDATE = select(Counter).where(Counter.name == bindparam("name")).with_for_update()
+
+
+def _next_number(session: Session, name: str) -> int:
+    """The unit's register for a type of document and a year: 1, 2, 3 ... (Counter rows, locked)."""
+    counter = session.execute(_COUNTER_FOR_UPDATE, {"name": name}).scalar_one_or_none()
+    if counter is None:
+        insert = sqlite_insert if db.is_sqlite() else pg_insert
+        session.execute(insert(Counter).values(name=name, value=0).on_conflict_do_nothing(index_elements=["name"]))
+        counter = session.execute(_COUNTER_FOR_UPDATE.execution_options(populate_existing=True),
+                                  {"name": name}).scalar_one()
+    counter.value += 1
+    return counter.value
+
+
+_SIGNER_SECONDS = 60.0
+_signers: "weakref.WeakKeyDictionary[Any, dict[str, tuple[float, str]]]" = weakref.WeakKeyDictionary()
+_signers_lock = threading.Lock()
+
+_HEAD_OF_UNIT = (select(User.full_name).join(Membership, Membership.user_id == User.id)
+                 .where(Membership.role == "head", Membership.unit_code == bindparam("unit"),
+                        User.is_active.is_(True)).order_by(User.id).limit(1))
+
+
+def _person(full_name: str) -> str:
+    """"Lê Văn Lãnh Đạo (Chủ tịch UBND phường)" -> "Lê Văn Lãnh Đạo"."""
+    return re.sub(r"\s*\([^)]*\)\s*$", "", full_name or "").strip()
+
+
+def _head_of_unit(session: Session, unit_code: str) -> str:
+    """The name that signs for the unit (its head), cached a minute per process like unit names."""
+    cached = _signers.get(db.get_engine(), {}).get(unit_code)
+    if cached is not None and _monotonic() - cached[0] < _SIGNER_SECONDS:
+        return cached[1]
+    name = _person(session.execute(_HEAD_OF_UNIT, {"unit": unit_code}).scalar_one_or_none() or "")
+    with _signers_lock:
+        _signers.setdefault(db.get_engine(), {})[unit_code] = (_monotonic(), name)
+    return name
+
+
+def template_in_force(session: Session, kind: str) -> tuple[dict[str, str], int]:
+    """(sections, version): the administrators' version of the template, else the shipped default (0)."""
+    row = session.get(DocumentTemplate, kind)
+    if row is not None:
+        return dict(row.sections), row.version
+    return docs.default_template(kind), 0
+
+
+def _base_values(session: Session, request: Request, now) -> dict[str, str]:
+    unit = _common.unit_name(session, request.unit_code)
+    issuer = docs.issuer_name(unit)
+    return {
+        "code": request.code,
+        "subject": request.subject,
+        "requester_name": request.requester_name,
+        "requester_address": request.requester_address,
+        "received_date": docs.short_date(request.received_at),
+        "issuer": issuer,
+        "issuer_upper": issuer.upper(),
+        "place": docs.place_name(unit),
+        "today": docs.short_date(now),
+    }
+
+
+def issue(session: Session, request: Request, kind: str, values: dict[str, Any], actor: str,
+          signer_name: str | None = None, step: str | None = None) -> Document:
+    """Fix a new document's fields and number in the caller's transaction, with its audit event."""
+    now = clock.now()
+    type_code = docs.KINDS[kind].type_code or "CV"
+    year = cal.local_date(now).year
+    # These reads touch nothing the use case has changed: no need to flush its work first.
+    with session.no_autoflush:
+        unit = _common.unit_name(session, request.unit_code)
+        abbreviation = docs.issuer_abbreviation(unit)
+        sections, template_version = template_in_force(session, kind)
+        filled = {**_base_values(session, request, now),
+                  **{k: "" if v is None else str(v) for k, v in values.items()}}
+        number = _next_number(session, f"doc:{request.unit_code}:{year}:{type_code}")
+        if signer_name is None:
+            signer_name = _head_of_unit(session, request.unit_code)
+    symbol = docs.symbol(number, kind, abbreviation)
+    subject_line = docs.fill(sections.get("subject", ""), filled)
+    fields = {
+        "kind": kind,
+        "issued_at": iso(now),
+        "symbol": symbol,
+        "issuer": filled["issuer"],
+        "place_date": docs.place_and_date(filled["place"], now),
+        "title": docs.fill(sections["title"], filled),
+        "subject_line": subject_line,
+        # A công văn (the explanation) carries its "V/v ..." under the number, not under a title.
+        "subject_line_left": subject_line if docs.KINDS[kind].type_code is None else "",
+        "body": docs.fill(sections["body"], filled),
+        "recipients": docs.fill(sections.get("recipients", ""), filled),
+        "signer_title": docs.fill(sections["signer_title"], filled),
+        "signer_name": signer_name,
+        "stamp": kind != "minutes",
+        "template_version": template_version,
+        "request_code": request.code,
+    }
+    if kind == "minutes":
+        fields["second_signer_title"] = "NGƯỜI YÊU CẦU GIẢI TRÌNH"
+        fields["second_signer_name"] = request.requester_name
+    digest = docs.content_digest(fields)
+    document = Document(request_id=request.id, kind=kind, unit_code=request.unit_code, year=year,
+                        type_code=type_code, number=number, symbol=symbol, issued_at=now, issued_by=actor,
+                        fields=fields, content_sha256=digest)
+    session.add(document)
+    audit.record(session, "document_issued", actor=actor, request_id=request.id, step=step, public=False,
+                 note=f"{docs.KINDS[kind].label} số {symbol}",
+                 after={"kind": kind, "symbol": symbol, "content_sha256": digest,
+                        "template_version": template_version})
+    return document
+
+
+def issue_for_events(session: Session, request: Request, actions: list[str], data: dict, actor: Actor,
+                     step: str | None = None) -> list[Document]:
+    """The documents that a completed task's audit actions call for (tasks.complete)."""
+    issued = []
+    for action in actions:
+        kind = ACTION_KINDS.get(action)
+        if kind is None or kind in ("suspension_notice", "resumption_notice", "termination_notice"):
+            continue
+        values, signer = _values_for(kind, request, data, actor)
+        issued.append(issue(session, request, kind, values, actor.username, signer, step))
+    return issued
+
+
+def _values_for(kind: str, request: Request, data: dict, actor: Actor) -> tuple[dict[str, Any], str | None]:
+    from .tasks import REFUSAL_GROUNDS
+
+    deadlines = request.deadlines or {}
+    signer = _person(actor.full_name) if actor.has_role("head", request.unit_code) and actor.full_name else None
+    if kind == "acceptance_notice":
+        return {"explain_by": docs.short_date(deadlines.get("explain_by")), "note": data.get("note")}, signer
+    if kind == "refusal_notice":
+        return {"ground": REFUSAL_GROUNDS.get(data.get("ground"), data.get("ground")), "note": data.get("note")}, signer
+    if kind == "redirection_notice":
+        return {"redirect_to": data.get("redirect_to"), "note": data.get("note")}, signer
+    if kind == "extension_notice":
+        extend = data.get("extend") or {}
+        return {"reason": extend.get("reason"), "days": extend.get("days"),
+                "new_deadline": docs.short_date(deadlines.get("explain_by"))}, signer
+    if kind == "minutes":
+        official = _person(actor.full_name) or actor.username
+        held = data.get("held_at")
+        return {"minutes": data.get("minutes"), "held_date": docs.short_date(held) if held else
+                docs.short_date(clock.now()), "official_name": official}, official
+    if kind == "explanation":
+        explanation = request.explanation or {}
+        minutes = [m.get("minutes") for m in explanation.get("minutes") or [] if m.get("minutes")]
+        return {"request_content": request.content,
+                "dialogue_results": " ".join(minutes) if minutes else "Không tổ chức làm việc trực tiếp.",
+                "legal_basis": explanation.get("legal_basis"),
+                "explanation_content": explanation.get("content")}, signer
+    raise KeyError(kind)
+
+
+def issue_notice(session: Session, request: Request, kind: str, actor: Actor | str, **values) -> Document:
+    """Suspension, resumption and termination notices (supervision and withdrawal use cases)."""
+    name = actor if isinstance(actor, str) else actor.username
+    signer = None
+    if not isinstance(actor, str) and actor.has_role("head", request.unit_code) and actor.full_name:
+        signer = _person(actor.full_name)
+    return issue(session, request, kind, values, name, signer)
+
+
+# -- reading and rendering -----------------------------------------------------------------------
+
+
+def _summary(document: Document, code: str) -> dict:
+    item = {"id": document.id, "kind": document.kind, "title": docs.KINDS[document.kind].label,
+            "title_en": docs.KINDS[document.kind].label_en, "symbol": document.symbol,
+            "issued_at": iso(document.issued_at), "sha256": document.pdf_sha256,
+            "pdf_sha256": document.pdf_sha256, "docx_sha256": document.docx_sha256,
+            "content_sha256": document.content_sha256,
+            "pdf_url": f"/api/v1/requests/{code}/documents/{document.id}/pdf",
+            "docx_url": f"/api/v1/requests/{code}/documents/{document.id}/docx"}
+    return item
+
+
+def _render_and_store(document_id: int) -> None:
+    """Render one document's PDF and DOCX and store them, unless someone already has (write once)."""
+    with db.read_only() as session:
+        row = session.execute(select(Document).options(undefer(Document.fields))
+                              .where(Document.id == document_id)).scalar_one()
+        if row.pdf_sha256 is not None:
+            return
+        fields = dict(row.fields)
+        request_id = row.request_id
+    rendered = {"pdf": docs.render_pdf(fields), "docx": docs.render_docx(fields)}
+    digests = {fmt: hashlib.sha256(data).hexdigest() for fmt, data in rendered.items()}
+    with db.transaction() as session:
+        claimed = session.execute(
+            update(Document).where(Document.id == document_id, Document.pdf_sha256.is_(None))
+            .values(pdf_sha256=digests["pdf"], docx_sha256=digests["docx"], rendered_at=clock.now())
+        ).rowcount
+        if not claimed:  # rendered meanwhile by another process: its bytes stand
+            return
+        for fmt, data in rendered.items():
+            session.add(DocumentFile(document_id=document_id, format=fmt, sha256=digests[fmt], size=len(data),
+                                     content=data))
+        audit.record(session, "document_rendered", actor="system", request_id=request_id, public=False,
+                     after={"document": document_id, "pdf_sha256": digests["pdf"], "docx_sha256": digests["docx"]})
+
+
+def render_pending(limit: int = 1000) -> int:
+    """Render every document not yet rendered (the demo, ``giaitrinh documents render``)."""
+    with db.read_only() as session:
+        ids = list(session.execute(select(Document.id).where(Document.pdf_sha256.is_(None))
+                                   .order_by(Document.id).limit(limit)).scalars())
+    for document_id in ids:
+        _render_and_store(document_id)
+    return len(ids)
+
+
+def _case(session: Session, code: str, token: str | None, actor: Actor | None) -> Request:
+    from .requests import _authorize
+
+    if not isinstance(code, str) or len(code) > 32:
+        raise NotFound("không có yêu cầu này (unknown request)")
+    return _authorize(session, code, token, actor)
+
+
+def list_documents(code: str, token: str | None = None, actor: Actor | None = None) -> dict:
+    """The case's documents, oldest first; any not yet rendered is rendered now (once)."""
+    with db.read_only() as session:
+        request = _case(session, code, token, actor)
+        request_id, code = request.id, request.code
+        pending = list(session.execute(select(Document.id).where(Document.request_id == request_id,
+                                                                 Document.pdf_sha256.is_(None))).scalars())
+    for document_id in pending:
+        _render_and_store(document_id)
+    with db.read_only() as session:
+        rows = session.execute(select(Document).where(Document.request_id == request_id)
+                               .order_by(Document.issued_at, Document.id)).scalars().all()
+        return {"items": [_summary(d, code) for d in rows]}
+
+
+def download(code: str, document_id: Any, fmt: str, token: str | None = None, actor: Actor | None = None) -> dict:
+    """{"content", "mime", "filename", "sha256"} of one rendered document of the case."""
+    if fmt not in FORMATS:
+        raise NotFound("định dạng không có (unknown format: pdf or docx)")
+    if not isinstance(document_id, int) or document_id < 1:
+        raise NotFound("không có văn bản này (unknown document)")
+    with db.read_only() as session:
+        request = _case(session, code, token, actor)
+        document = session.get(Document, document_id)
+        if document is None or document.request_id != request.id:
+            raise NotFound("không có văn bản này (unknown document)")
+        rendered = document.pdf_sha256 is not None
+    if not rendered:
+        _render_and_store(document_id)
+    official = actor is not None and actor.is_official and not token
+    with (db.transaction() if official else db.read_only()) as session:
+        request = _case(session, code, token, actor)
+        document = session.get(Document, document_id)
+        stored = session.execute(select(DocumentFile).options(undefer(DocumentFile.content))
+                                 .where(DocumentFile.document_id == document_id, DocumentFile.format == fmt)
+                                 ).scalar_one()
+        if official:  # the documents carry the requester's name and address
+            _common.record_personal_data_view(session, request, actor, f"document:{document.kind}")
+        safe_symbol = re.sub(r"[^0-9A-Za-z-]+", "-", document.symbol).strip("-")
+        return {"content": bytes(stored.content), "mime": FORMATS[fmt], "sha256": stored.sha256,
+                "filename": f"{request.code}-{document.kind}-{safe_symbol}.{fmt}"}
+
+
+# -- templates (administrators) ------------------------------------------------------------------
+
+
+def _require_admin(actor: Actor) -> None:
+    if not actor.has_role("admin"):
+        raise Forbidden("chỉ quản trị viên hệ thống (administrators only)")
+
+
+def list_templates(actor: Actor) -> list[dict]:
+    _require_admin(actor)
+    with db.read_only() as session:
+        rows = {r.kind: r for r in session.execute(select(DocumentTemplate)).scalars()}
+        return [{"kind": kind, "label": meta.label, "label_en": meta.label_en,
+                 "version": rows[kind].version if kind in rows else 0,
+                 "updated_by": rows[kind].updated_by if kind in rows else None,
+                 "updated_at": iso(rows[kind].updated_at) if kind in rows else None}
+                for kind, meta in docs.KINDS.items()]
+
+
+def get_template(actor: Actor, kind: str) -> dict:
+    _require_admin(actor)
+    if kind not in docs.KINDS:
+        raise NotFound("không có loại văn bản này (unknown document kind)")
+    with db.read_only() as session:
+        sections, version = template_in_force(session, kind)
+    return {"kind": kind, "label": docs.KINDS[kind].label, "sections": sections, "version": version,
+            "placeholders": docs.allowed_fields(kind)}
+
+
+def save_template(actor: Actor, kind: str, sections: Any) -> dict:
+    """A new version of a kind's template, for documents issued from now on; placeholders checked."""
+    _require_admin(actor)
+    if kind not in docs.KINDS:
+        raise NotFound("không có loại văn bản này (unknown document kind)")
+    if not isinstance(sections, dict):
+        raise ValidationFailed("mẫu văn bản không hợp lệ", {"sections": "Phải là một đối tượng (object)."})
+    clean = {name: (sections.get(name) or "").replace("\r\n", "\n").strip()
+             if isinstance(sections.get(name, ""), str) else sections.get(name) for name in docs.SECTIONS}
+    errors = docs.check_template(kind, clean)
+    if errors:
+        raise ValidationFailed("mẫu văn bản chưa hợp lệ (invalid template)", errors)
+    with db.transaction() as session:
+        row = session.get(DocumentTemplate, kind, with_for_update=True)
+        before = dict(row.sections) if row is not None else docs.default_template(kind)
+        if row is None:
+            row = DocumentTemplate(kind=kind, sections=clean, version=1, updated_by=actor.username,
+                                   updated_at=clock.now())
+            session.add(row)
+        else:
+            row.sections = clean
+            row.version += 1
+            row.updated_by = actor.username
+            row.updated_at = clock.now()
+        session.flush()
+        audit.record(session, "document_template_changed", actor=actor.username, public=False,
+                     before={"kind": kind, "sections": before}, after={"kind": kind, "version": row.version,
+                                                                       "sections": clean})
+        return {"kind": kind, "version": row.version}

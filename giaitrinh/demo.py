@@ -219,4 +219,7 @@ def seed(progress: Callable[[], None] | None = None) -> int:
     finally:
         clock.set_clock(real_clock)
     timers.run_due()
+    # The cases' notices, minutes and explanations, rendered now so the first page view is quick.
+    from .engine.services import documents as documents_service
+    documents_service.render_pending(limit=10_000)
     return created

@@ -44,6 +44,7 @@ COMMON_FIELDS = {
     "received_date": "ngày nhận yêu cầu (dd/mm/yyyy)",
     "issuer": "tên cơ quan ban hành",
     "issuer_upper": "tên cơ quan ban hành, viết hoa",
+    "issuer_body_upper": "tên tập thể lãnh đạo ký thay mặt (TM.), viết hoa: ỦY BAN NHÂN DÂN",
     "place": "địa danh",
     "today": "ngày ban hành (dd/mm/yyyy)",
 }
@@ -185,6 +186,15 @@ def issuer_name(unit_name: str) -> str:
     for short, full in (("UBND", "Ủy ban nhân dân"), ("HĐND", "Hội đồng nhân dân")):
         if name.startswith(short + " "):
             name = full + name[len(short):]
+    return name
+
+
+def issuer_body(unit_name: str) -> str:
+    """What "TM." signs for: "Ủy ban nhân dân" for a people's committee, else the body's name."""
+    name = issuer_name(unit_name)
+    for body in ("Ủy ban nhân dân", "Hội đồng nhân dân"):
+        if name.startswith(body):
+            return body
     return name
 
 

@@ -37,11 +37,13 @@ def create_app(settings: Settings | None = None, *, boot_engine: bool = True) ->
     from . import i18n
     i18n.init_app(app)
 
-    from . import admin, api, auth, errors, filters, labels, limits, policy, portal, security, supervise, tasks
+    from . import admin, api, auth, documents, errors, filters, labels, limits, policy, portal, security, supervise, tasks
+    from . import uploads
     filters.register(app)
     limits.init_app(app, settings)
     labels.register(app)
     errors.init_app(app)
+    uploads.init_app(app)
     security.init_app(app)
     policy.init_app(app)
     app.register_blueprint(auth.bp)
@@ -50,6 +52,7 @@ def create_app(settings: Settings | None = None, *, boot_engine: bool = True) ->
     app.register_blueprint(supervise.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(documents.bp)
     if settings.dev_clock:
         app.register_blueprint(api.dev_bp)
 

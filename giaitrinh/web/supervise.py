@@ -5,6 +5,8 @@ from flask import Blueprint, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
 from ..engine.errors import ServiceError
+from ..engine.services import attachments as attachments_service
+from ..engine.services import documents as documents_service
 from ..engine.services import requests as requests_service
 from ..engine.services import supervision
 from ..engine.services import tasks as tasks_service
@@ -50,8 +52,10 @@ def case(code: str):
         failed = supervision.incidents(view["code"], actor)
     except ServiceError:  # an official who may look but not act on the case
         failed = []
+    files = {"documents": documents_service.list_documents(view["code"], None, actor)["items"],
+             "attachments": attachments_service.list_attachments(view["code"], None, actor)["items"]}
     return render_template("supervise/case.html", case=view, open_tasks=open_tasks, incidents=failed,
-                           grounds=supervision.SUSPENSION_GROUNDS)
+                           grounds=supervision.SUSPENSION_GROUNDS, files=files, accept=attachments_service.ACCEPT)
 
 
 def _act(code: str, action, success: str):

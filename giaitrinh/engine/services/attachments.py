@@ -20,6 +20,7 @@ from . import _common
 from ._common import iso
 
 KINDS = ("evidence", "signed_scan")
+MAX_FILES, MAX_BYTES, ACCEPT = files.MAX_FILES, files.MAX_BYTES, files.ACCEPT
 
 
 class TooLarge(ServiceError):
@@ -106,7 +107,7 @@ def list_attachments(code: str, token: str | None = None, actor: Actor | None = 
 
 def download(code: str, attachment_id: Any, token: str | None = None, actor: Actor | None = None) -> dict:
     """{"content", "mime", "filename", "sha256"}; the bytes are checked against their digest."""
-    if not isinstance(attachment_id, int) or attachment_id < 1:
+    if not isinstance(attachment_id, int) or not 0 < attachment_id < 2 ** 31:
         raise NotFound("không có tệp này (unknown attachment)")
     official = actor is not None and actor.is_official and not token
     with (db.transaction() if official else db.read_only()) as session:

@@ -32,6 +32,7 @@ from . import _common
 from ._common import iso
 
 FORMATS = {"pdf": docs.PDF_MIME, "docx": docs.DOCX_MIME}
+SECTIONS, SECTION_LIMITS = docs.SECTIONS, docs.SECTION_LIMITS
 
 # The lifecycle's audit actions and the document each one issues.
 ACTION_KINDS = {
@@ -108,6 +109,7 @@ def _base_values(session: Session, request: Request, now) -> dict[str, str]:
         "received_date": docs.short_date(request.received_at),
         "issuer": issuer,
         "issuer_upper": issuer.upper(),
+        "issuer_body_upper": docs.issuer_body(unit).upper(),
         "place": docs.place_name(unit),
         "today": docs.short_date(now),
     }
@@ -292,7 +294,7 @@ def download(code: str, document_id: Any, fmt: str, token: str | None = None, ac
     """{"content", "mime", "filename", "sha256"} of one rendered document of the case."""
     if fmt not in FORMATS:
         raise NotFound("định dạng không có (unknown format: pdf or docx)")
-    if not isinstance(document_id, int) or document_id < 1:
+    if not isinstance(document_id, int) or not 0 < document_id < 2 ** 31:
         raise NotFound("không có văn bản này (unknown document)")
     with db.read_only() as session:
         request = _case(session, code, token, actor)

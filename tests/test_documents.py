@@ -300,3 +300,17 @@ def test_evidence_at_submission_and_signed_scans(world, people):
         attachments.download(sub["code"], listed[0]["id"], other["token"])
     with pytest.raises(NotFound):
         attachments.download(other["code"], listed[0]["id"], other["token"])
+
+
+def test_the_server_renders_in_the_background_after_commit(world, people):
+    documents.start_background_rendering()
+    try:
+        sub = submit()
+        do(sub["code"], "receive", people["tiepnhan"], {"decision": "refuse", "ground": "secret"})
+    finally:
+        documents.stop_background_rendering()  # waits for the renderer
+    with db.read_only() as session:
+        row = session.execute(select(Document)).scalar_one()
+        assert row.pdf_sha256 is not None and row.rendered_at is not None
+    item, = documents.list_documents(sub["code"], sub["token"])["items"]
+    assert fetch(sub["code"], sub["token"], item).startswith(b"%PDF-")

@@ -177,3 +177,27 @@ def test_administrator_edits_a_template_and_a_bad_placeholder_is_refused(app):
     assert "Từ chối yêu cầu {code} vì: {ground}." in page(admin, "/quan-tri/mau-van-ban/refusal_notice")
     head = login(app, "lanhdao")
     assert head.get("/quan-tri/mau-van-ban").status_code == 403
+
+
+def test_officials_attach_over_the_api(app):
+    client = app.test_client()
+    sub = submit()
+    url = f"/api/v1/requests/{sub['code']}/attachments"
+    scan = b"%PDF-1.7\n%scan\n"
+    assert client.post(url, data={"file": (io.BytesIO(scan), "a.pdf")}, content_type="multipart/form-data").status_code == 401
+    head = bearer(client, "lanhdao")
+    created = client.post(url, headers=head, content_type="multipart/form-data",
+                          data={"file": [(io.BytesIO(scan), "a.pdf"), (io.BytesIO(png_bytes()), "b.png")], "note": "Bản ký"})
+    assert created.status_code == 201 and [a["content_type"] for a in created.json["items"]] == ["application/pdf", "image/png"]
+    refused = client.post(url, headers=head, content_type="multipart/form-data",
+                          data={"file": (io.BytesIO(b"<html><script>alert(1)</script>"), "a.pdf")})
+    assert refused.status_code == 422 and "file.0" in refused.json["error"]["fields"]
+    too_big = client.post(url, headers=head, content_type="multipart/form-data",
+                          data={"file": (io.BytesIO(b"%PDF-" + b"0" * files.MAX_BYTES), "a.pdf")})
+    assert too_big.status_code == 413 and too_big.json["error"]["code"] == "too_large"
+    assert client.post(url, headers=bearer(client, "chuyenvien2"), content_type="multipart/form-data",
+                       data={"file": (io.BytesIO(scan), "a.pdf")}).status_code == 403
+    listed = client.get(url, headers={"X-Request-Token": sub["token"]}).json["items"]
+    assert len(listed) == 2
+    got = client.get(listed[1]["url"], headers={"X-Request-Token": sub["token"]})
+    assert_served_as_attachment(got, "image/png")

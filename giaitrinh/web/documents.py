@@ -152,3 +152,13 @@ def api_attachments(code: str):
 @limiter.shared_limit(track_limit, scope="tracking")
 def api_attachment_file(code: str, attachment_id: int):
     return _file(attachments_service.download(code[:32], attachment_id, _api_token(), current_actor()))
+
+
+@api.bp.post("/requests/<code>/attachments")
+@policy("official")
+@accepts_files(attachments_service.MAX_FILES)
+def api_attach(code: str):
+    """An official adds signed scans to the case (multipart ``file``, repeatable; ``note``)."""
+    note = request.form.get("note")
+    added = attachments_service.attach(code[:32], files_of("file"), require_actor(), note)
+    return jsonify({"items": added}), 201

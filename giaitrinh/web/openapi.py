@@ -187,7 +187,14 @@ def document(dev_clock: bool = False) -> dict:
             "parameters": case_params,
             "responses": {**_ok(200, {"type": "object", "required": ["items"], "properties": {"items": {
                 "type": "array", "items": {"type": "object", "required": ["id", "kind", "filename", "sha256", "url"]}}}}),
-                **_err(401, 403, 404, 429)}}},
+                **_err(401, 403, 404, 429)}}, "post": {
+            "summary": "Attach signed scans (PDF, JPEG, PNG, DOCX, XLSX by content; 10 MB each, 5 at most)",
+            "tags": ["officials"], "security": BEARER, "parameters": [_path("code", {"type": "string", "maxLength": 32})],
+            "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+                "type": "object", "required": ["file"], "properties": {
+                    "file": {"type": "string", "format": "binary"}, "note": {"type": "string", "maxLength": 500}}}}}},
+            "responses": {**_ok(201, {"type": "object", "required": ["items"]}),
+                          **_err(400, 401, 403, 404, 413, 422)}}},
         "/api/v1/requests/{code}/attachments/{attachment_id}": {"get": {
             "summary": "Download one attached file", "tags": ["citizens"],
             "parameters": [*case_params, _path("attachment_id", {"type": "integer"})],

@@ -9,12 +9,19 @@ from __future__ import annotations
 
 from flask import current_app, request
 
-from ..engine.services.attachments import MAX_BYTES
+from ..engine.services.attachments import MAX_BYTES, MAX_FILES
+
+FIELDS_BYTES = 1024 * 1024
+# The largest body any view accepts: the server in front (waitress, nginx) must let it through.
+LARGEST_BODY = MAX_FILES * MAX_BYTES + FIELDS_BYTES
 
 
 def accepts_files(count: int):
+    if not 0 < count <= MAX_FILES:
+        raise ValueError(f"a form takes 1 to {MAX_FILES} files")
+
     def mark(view):
-        view.max_body_bytes = count * MAX_BYTES + 1024 * 1024
+        view.max_body_bytes = count * MAX_BYTES + FIELDS_BYTES
         return view
 
     return mark

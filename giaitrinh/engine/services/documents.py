@@ -13,13 +13,15 @@ and the digests go into the audit trail. What is downloaded is always those stor
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import threading
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from time import monotonic as _monotonic
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, event, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, undefer
@@ -30,6 +32,8 @@ from ..errors import Forbidden, NotFound, ValidationFailed
 from ..models import Counter, Document, DocumentFile, DocumentTemplate, Membership, Request, User
 from . import _common
 from ._common import iso
+
+log = logging.getLogger(__name__)
 
 FORMATS = {"pdf": docs.PDF_MIME, "docx": docs.DOCX_MIME}
 SECTIONS, SECTION_LIMITS = docs.SECTIONS, docs.SECTION_LIMITS
@@ -159,6 +163,8 @@ def issue(session: Session, request: Request, kind: str, values: dict[str, Any],
                         type_code=type_code, number=number, symbol=symbol, issued_at=now, issued_by=actor,
                         fields=fields, content_sha256=digest)
     session.add(document)
+    if _renderer is not None:
+        session.info.setdefault(_ISSUED, []).append(document)
     audit.record(session, "document_issued", actor=actor, request_id=request.id, step=step, public=False,
                  note=f"{docs.KINDS[kind].label} số {symbol}",
                  after={"kind": kind, "symbol": symbol, "content_sha256": digest,
@@ -255,6 +261,52 @@ def _render_and_store(document_id: int) -> None:
                                      content=data))
         audit.record(session, "document_rendered", actor="system", request_id=request_id, public=False,
                      after={"document": document_id, "pdf_sha256": digests["pdf"], "docx_sha256": digests["docx"]})
+
+
+# -- rendering in the background (the server turns it on; tests and the benchmark do not) ---------
+
+_ISSUED = "giaitrinh_issued_documents"
+_renderer: ThreadPoolExecutor | None = None
+
+
+def start_background_rendering() -> None:
+    """Render each document on a worker thread of this process once its transaction commits,
+    so nobody waits for it later; what a crash leaves unrendered is rendered on first read."""
+    global _renderer
+    if _renderer is None:
+        _renderer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="giaitrinh-documents")
+
+
+def stop_background_rendering() -> None:
+    global _renderer
+    renderer, _renderer = _renderer, None
+    if renderer is not None:
+        renderer.shutdown(wait=True)
+
+
+def _render_quietly(document_id: int) -> None:
+    try:
+        _render_and_store(document_id)
+    except Exception:  # noqa: BLE001 - the next read renders it
+        log.exception("rendering document %s failed; it will be rendered when first read", document_id)
+
+
+@event.listens_for(Session, "after_commit")
+def _render_committed(session: Session) -> None:
+    issued = session.info.pop(_ISSUED, None)
+    renderer = _renderer
+    if not issued or renderer is None:
+        return
+    for document in issued:
+        document_id = document.__dict__.get("id")  # no SQL after commit
+        if document_id is not None:
+            renderer.submit(_render_quietly, document_id)
+
+
+@event.listens_for(Session, "after_rollback")
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_issued(session: Session, *_args) -> None:
+    session.info.pop(_ISSUED, None)
 
 
 def render_pending(limit: int = 1000) -> int:

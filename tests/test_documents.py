@@ -314,3 +314,35 @@ def test_the_server_renders_in_the_background_after_commit(world, people):
         assert row.pdf_sha256 is not None and row.rendered_at is not None
     item, = documents.list_documents(sub["code"], sub["token"])["items"]
     assert fetch(sub["code"], sub["token"], item).startswith(b"%PDF-")
+
+
+def test_retention_erases_documents_text_and_files_but_keeps_their_numbers(world, people, fixed_clock):
+    from giaitrinh.engine.services import retention
+
+    png = png_bytes()
+    sub = requests.submit(dict(__import__("tests.helpers", fromlist=["CITIZEN"]).CITIZEN),
+                          attachments=attachments.check_all([("bằng chứng.png", png)]))
+    shared = requests.submit(dict(__import__("tests.helpers", fromlist=["CITIZEN"]).CITIZEN),
+                             attachments=attachments.check_all([("cùng tệp.png", png)]))
+    do(sub["code"], "receive", people["tiepnhan"], {"decision": "refuse", "ground": "secret"})
+    item, = documents.list_documents(sub["code"], sub["token"])["items"]
+    fixed_clock.advance(days=400)
+    retention.purge(sub["code"])
+    after, = documents.list_documents(sub["code"], sub["token"])["items"]
+    assert (after["symbol"], after["sha256"], after["issued_at"]) == (item["symbol"], item["sha256"], item["issued_at"])
+    with pytest.raises(NotFound):
+        documents.download(sub["code"], item["id"], "pdf", sub["token"])
+    with db.read_only() as session:
+        row = session.get(Document, item["id"])
+        assert "Nguyễn Văn An" not in str(row.fields)
+    evidence, = attachments.list_attachments(sub["code"], sub["token"])["items"]
+    assert evidence["filename"] == "[đã xóa]"
+    # The same bytes are still another (not purged) case's evidence: the file stays for it.
+    other, = attachments.list_attachments(shared["code"], shared["token"])["items"]
+    assert attachments.download(shared["code"], other["id"], shared["token"])["content"] == png
+    do(shared["code"], "receive", people["tiepnhan"], {"decision": "refuse", "ground": "secret"})
+    fixed_clock.advance(days=400)
+    retention.purge(shared["code"])
+    assert not files.path_for(other["sha256"]).exists()
+    with pytest.raises(NotFound):
+        attachments.download(shared["code"], other["id"], shared["token"])

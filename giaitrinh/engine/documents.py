@@ -22,6 +22,7 @@ import re
 import string
 import zipfile
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import datetime
 from pathlib import Path
 
@@ -117,6 +118,11 @@ def parse_template_text(text: str) -> dict[str, str]:
 def default_template(kind: str) -> dict[str, str]:
     if kind not in KINDS:
         raise KeyError(kind)
+    return dict(_default_template(kind))
+
+
+@lru_cache(maxsize=None)
+def _default_template(kind: str) -> dict[str, str]:
     return parse_template_text((TEMPLATES_DIR / f"{kind}.txt").read_text(encoding="utf-8"))
 
 

@@ -122,3 +122,30 @@ def download(code: str, attachment_id: Any, token: str | None = None, actor: Act
         if official:
             _common.record_personal_data_view(session, request, actor, "attachment")
         return {"content": content, "mime": row.content_type, "filename": row.filename, "sha256": row.sha256}
+
+
+def purge_case(session: Session, request_id: int) -> list[str]:
+    """Retention: names and notes of the case's files are erased; returns their digests, whose
+    bytes ``delete_unreferenced`` removes once the purge has committed."""
+    digests = []
+    for row in session.execute(select(Attachment).where(Attachment.request_id == request_id)).scalars():
+        row.filename = "[đã xóa]"
+        row.note = None
+        digests.append(row.sha256)
+    return digests
+
+
+def delete_unreferenced(digests: list[str]) -> int:
+    """Remove stored files that only purged cases still name (the same file may serve another case)."""
+    removed = 0
+    with db.read_only() as session:
+        for digest in set(digests):
+            alive = session.execute(select(Attachment.id).join(Request, Request.id == Attachment.request_id)
+                                    .where(Attachment.sha256 == digest, Request.purged_at.is_(None)).limit(1)).first()
+            if alive is None:
+                try:
+                    files.path_for(digest).unlink()
+                    removed += 1
+                except FileNotFoundError:
+                    pass
+    return removed

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from time import monotonic as _monotonic
 from typing import Any
 
-from sqlalchemy import bindparam, event, select, update
+from sqlalchemy import bindparam, delete, event, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, undefer
@@ -54,19 +54,22 @@ ACTION_KINDS = {
 
 # -- issuing ------------------------------------------------------------------------------------
 
-_COUNTER_FOR_UPDATE = select(Counter).where(Counter.name == bindparam("name")).with_for_update()
+_BUMP = (update(Counter).where(Counter.name == bindparam("counter")).values(value=Counter.value + 1)
+         .returning(Counter.value).execution_options(synchronize_session=False))
 
 
 def _next_number(session: Session, name: str) -> int:
-    """The unit's register for a type of document and a year: 1, 2, 3 ... (Counter rows, locked)."""
-    counter = session.execute(_COUNTER_FOR_UPDATE, {"name": name}).scalar_one_or_none()
-    if counter is None:
+    """The unit's register for a type of document and a year: 1, 2, 3 ...
+
+    One ``UPDATE ... RETURNING`` takes the number and holds the row's lock until commit, so two
+    use cases issuing at once get consecutive numbers; the year's first document creates the row.
+    """
+    number = session.execute(_BUMP, {"counter": name}).scalar_one_or_none()
+    if number is None:
         insert = sqlite_insert if db.is_sqlite() else pg_insert
         session.execute(insert(Counter).values(name=name, value=0).on_conflict_do_nothing(index_elements=["name"]))
-        counter = session.execute(_COUNTER_FOR_UPDATE.execution_options(populate_existing=True),
-                                  {"name": name}).scalar_one()
-    counter.value += 1
-    return counter.value
+        number = session.execute(_BUMP, {"counter": name}).scalar_one()
+    return number
 
 
 _SIGNER_SECONDS = 60.0
@@ -94,12 +97,27 @@ def _head_of_unit(session: Session, unit_code: str) -> str:
     return name
 
 
-def template_in_force(session: Session, kind: str) -> tuple[dict[str, str], int]:
+# Per database engine, kind -> (when read, sections, version). Like unit names and the calendar:
+# a save in this process clears it; other processes use an edited template within a minute.
+_TEMPLATE_SECONDS = 60.0
+_templates: "weakref.WeakKeyDictionary[Any, dict[str, tuple[float, dict, int]]]" = weakref.WeakKeyDictionary()
+
+
+def template_in_force(session: Session, kind: str, fresh: bool = False) -> tuple[dict[str, str], int]:
     """(sections, version): the administrators' version of the template, else the shipped default (0)."""
+    cached = None if fresh else _templates.get(db.get_engine(), {}).get(kind)
+    if cached is not None and _monotonic() - cached[0] < _TEMPLATE_SECONDS:
+        return dict(cached[1]), cached[2]
     row = session.get(DocumentTemplate, kind)
-    if row is not None:
-        return dict(row.sections), row.version
-    return docs.default_template(kind), 0
+    sections, version = (dict(row.sections), row.version) if row is not None else (docs.default_template(kind), 0)
+    with _signers_lock:
+        _templates.setdefault(db.get_engine(), {})[kind] = (_monotonic(), dict(sections), version)
+    return sections, version
+
+
+def _forget_templates() -> None:
+    with _signers_lock:
+        _templates.pop(db.get_engine(), None)
 
 
 def _base_values(session: Session, request: Request, now) -> dict[str, str]:
@@ -243,7 +261,7 @@ def _render_and_store(document_id: int) -> None:
     with db.read_only() as session:
         row = session.execute(select(Document).options(undefer(Document.fields))
                               .where(Document.id == document_id)).scalar_one()
-        if row.pdf_sha256 is not None:
+        if row.pdf_sha256 is not None or (row.fields or {}).get("purged"):
             return
         fields = dict(row.fields)
         request_id = row.request_id
@@ -362,12 +380,26 @@ def download(code: str, document_id: Any, fmt: str, token: str | None = None, ac
         document = session.get(Document, document_id)
         stored = session.execute(select(DocumentFile).options(undefer(DocumentFile.content))
                                  .where(DocumentFile.document_id == document_id, DocumentFile.format == fmt)
-                                 ).scalar_one()
+                                 ).scalar_one_or_none()
+        if stored is None:  # erased with the case's personal data (retention); its digests remain
+            raise NotFound("văn bản đã được xóa theo thời hạn lưu trữ (erased by retention)")
         if official:  # the documents carry the requester's name and address
             _common.record_personal_data_view(session, request, actor, f"document:{document.kind}")
         safe_symbol = re.sub(r"[^0-9A-Za-z-]+", "-", document.symbol).strip("-")
         return {"content": bytes(stored.content), "mime": FORMATS[fmt], "sha256": stored.sha256,
                 "filename": f"{request.code}-{document.kind}-{safe_symbol}.{fmt}"}
+
+
+def purge_case(session: Session, request_id: int) -> int:
+    """Retention: the documents' text and files go (they name the requester); number, symbol,
+    dates and digests stay, in the rows and in the audit chain."""
+    rows = session.execute(select(Document).options(undefer(Document.fields))
+                           .where(Document.request_id == request_id)).scalars().all()
+    for row in rows:
+        row.fields = {"kind": row.kind, "symbol": row.symbol, "issued_at": iso(row.issued_at), "purged": True}
+    if rows:
+        session.execute(delete(DocumentFile).where(DocumentFile.document_id.in_([r.id for r in rows])))
+    return len(rows)
 
 
 # -- templates (administrators) ------------------------------------------------------------------
@@ -394,7 +426,7 @@ def get_template(actor: Actor, kind: str) -> dict:
     if kind not in docs.KINDS:
         raise NotFound("không có loại văn bản này (unknown document kind)")
     with db.read_only() as session:
-        sections, version = template_in_force(session, kind)
+        sections, version = template_in_force(session, kind, fresh=True)
     return {"kind": kind, "label": docs.KINDS[kind].label, "sections": sections, "version": version,
             "placeholders": docs.allowed_fields(kind)}
 
@@ -427,4 +459,6 @@ def save_template(actor: Actor, kind: str, sections: Any) -> dict:
         audit.record(session, "document_template_changed", actor=actor.username, public=False,
                      before={"kind": kind, "sections": before}, after={"kind": kind, "version": row.version,
                                                                        "sections": clean})
-        return {"kind": kind, "version": row.version}
+        result = {"kind": kind, "version": row.version}
+    _forget_templates()
+    return result

@@ -130,7 +130,13 @@ def test_refusal_redirection_suspension_resumption_termination(world, people, fi
     assert [d["symbol"] for d in items] == ["3/TB-UBND", "4/TB-UBND", "5/TB-UBND", "6/TB-UBND"]
     suspension = pdf_text(fetch(case["code"], case["token"], items[1]))
     assert "khoản 1 Điều 14" in suspension and "ốm đau" in suspension and "điều trị tại bệnh viện" in suspension
-    assert "Tiếp tục giải trình".upper() in pdf_text(fetch(case["code"], case["token"], items[2])).upper()
+    resumption = pdf_text(fetch(case["code"], case["token"], items[2]))
+    assert "khoản 2 Điều 14" in resumption and "Về việc tiếp tục giải trình" in resumption
+    # The new deadline (moved by the days the case stood still) is printed as a date.
+    with db.read_only() as session:
+        resumed = session.execute(select(AuditEvent.after).where(AuditEvent.action == "resumed")).scalar_one()
+    year, month, day = resumed["deadlines"]["explain_by"][:10].split("-")
+    assert f"Thời hạn giải trình: đến hết ngày {day}/{month}/{year}." in resumption
     termination = pdf_text(fetch(case["code"], case["token"], items[3]))
     assert "khoản 3 Điều 14" in termination and "Đã được giải quyết qua tiếp dân." in termination
 

@@ -234,7 +234,11 @@ def _values_for(kind: str, request: Request, data: dict, actor: Actor) -> tuple[
 
 
 def issue_notice(session: Session, request: Request, kind: str, actor: Actor | str, **values) -> Document:
-    """Suspension, resumption and termination notices (supervision and withdrawal use cases)."""
+    """Suspension, resumption and termination notices (supervision and withdrawal use cases).
+
+    A ``new_deadline`` is given as the deadline's ISO text and printed as its date."""
+    if values.get("new_deadline"):
+        values["new_deadline"] = docs.short_date(values["new_deadline"])
     name = actor if isinstance(actor, str) else actor.username
     signer = None
     if not isinstance(actor, str) and actor.has_role("head", request.unit_code) and actor.full_name:

@@ -10,7 +10,6 @@ from ..accounts import ALL_UNITS, Actor
 from ..errors import Conflict, Forbidden, NotFound, ValidationFailed
 from ..models import Escalation, Job, Request, Task
 from . import _common, documents
-from ..documents import short_date as docs_date
 from ._common import iso
 
 SUPERVISORS = ("supervisor", "head", "admin")
@@ -184,7 +183,7 @@ def resume(code: str, actor: Actor, note: str | None = None) -> dict:
                      note=". ".join(x for x in (f"Hạn mới: {shown[:10]}" if shown else "", note or "") if x) or None,
                      before={"deadlines": before_deadlines}, after={"status": request.status, "deadlines": request.deadlines})
         documents.issue_notice(session, request, "resumption_notice", actor, note=note,
-                               new_deadline=docs_date(new_deadlines.get("explain_by") or new_deadlines.get("acknowledge_by")))
+                               new_deadline=new_deadlines.get("explain_by") or new_deadlines.get("acknowledge_by"))
         from .requests import public_summary
         result = public_summary(session, request)
     from .. import timers

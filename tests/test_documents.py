@@ -2,6 +2,7 @@
 attachments checked by content."""
 import hashlib
 import io
+import unicodedata
 import zipfile
 
 import pytest
@@ -221,8 +222,9 @@ def test_administrators_edit_templates_with_checked_placeholders(world, people):
     sub = submit()
     do(sub["code"], "receive", people["tiepnhan"], {"decision": "accept"})
     before = documents.list_documents(sub["code"], sub["token"])["items"][0]
-    saved = documents.save_template(admin, "acceptance_notice", dict(
-        current["sections"], body="Kính gửi {requester_name}: yêu cầu {code} được thụ lý; hạn {explain_by}. {{mẫu 2}}"))
+    # Typed on a keyboard that sends decomposed accents (NFD): stored, and printed, composed.
+    body = unicodedata.normalize("NFD", "Kính gửi {requester_name}: yêu cầu {code} được thụ lý; hạn {explain_by}. {{mẫu 2}}")
+    saved = documents.save_template(admin, "acceptance_notice", dict(current["sections"], body=body))
     assert saved["version"] == 1
     later = submit()
     do(later["code"], "receive", people["tiepnhan"], {"decision": "accept"})

@@ -16,6 +16,7 @@ import hashlib
 import logging
 import re
 import threading
+import unicodedata
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from time import monotonic as _monotonic
@@ -442,7 +443,7 @@ def save_template(actor: Actor, kind: str, sections: Any) -> dict:
         raise NotFound("không có loại văn bản này (unknown document kind)")
     if not isinstance(sections, dict):
         raise ValidationFailed("mẫu văn bản không hợp lệ", {"sections": "Phải là một đối tượng (object)."})
-    clean = {name: (sections.get(name) or "").replace("\r\n", "\n").strip()
+    clean = {name: unicodedata.normalize("NFC", (sections.get(name) or "").replace("\r\n", "\n").strip())
              if isinstance(sections.get(name, ""), str) else sections.get(name) for name in docs.SECTIONS}
     errors = docs.check_template(kind, clean)
     if errors:

@@ -2,6 +2,7 @@
 attachments checked by content."""
 import hashlib
 import io
+import threading
 import unicodedata
 import zipfile
 
@@ -15,10 +16,11 @@ from giaitrinh.engine import audit, db
 from giaitrinh.engine import documents as docs
 from giaitrinh.engine.errors import Forbidden, NotFound, ValidationFailed
 from giaitrinh.engine.models import AuditEvent, Document, DocumentFile
-from giaitrinh.engine.services import attachments, documents, requests, supervision
+from giaitrinh.engine.services import attachments, documents, requests, supervision, tasks
 from giaitrinh.engine.services.tasks import REFUSAL_GROUNDS
 
-from .helpers import EXPLANATION, do, submit, to_explain
+from .helpers import CITIZEN, EXPLANATION, do, submit, task_id, to_explain
+from .test_concurrency import _race
 
 
 @pytest.fixture(autouse=True)
@@ -287,7 +289,7 @@ def test_evidence_at_submission_and_signed_scans(world, people):
     assert caught.value.status == 413 and "10 MB" in caught.value.fields["attachments.0"]
 
     png = png_bytes()
-    sub = requests.submit(dict(__import__("tests.helpers", fromlist=["CITIZEN"]).CITIZEN),
+    sub = requests.submit(dict(CITIZEN),
                           attachments=attachments.check_all([("ảnh hiện trạng.png", png)]))
     listed = attachments.list_attachments(sub["code"], sub["token"])["items"]
     assert [(a["kind"], a["filename"], a["size"]) for a in listed] == [("evidence", "ảnh hiện trạng.png", len(png))]
@@ -328,9 +330,9 @@ def test_retention_erases_documents_text_and_files_but_keeps_their_numbers(world
     from giaitrinh.engine.services import retention
 
     png = png_bytes()
-    sub = requests.submit(dict(__import__("tests.helpers", fromlist=["CITIZEN"]).CITIZEN),
+    sub = requests.submit(dict(CITIZEN),
                           attachments=attachments.check_all([("bằng chứng.png", png)]))
-    shared = requests.submit(dict(__import__("tests.helpers", fromlist=["CITIZEN"]).CITIZEN),
+    shared = requests.submit(dict(CITIZEN),
                              attachments=attachments.check_all([("cùng tệp.png", png)]))
     do(sub["code"], "receive", people["tiepnhan"], {"decision": "refuse", "ground": "secret"})
     item, = documents.list_documents(sub["code"], sub["token"])["items"]
@@ -354,3 +356,24 @@ def test_retention_erases_documents_text_and_files_but_keeps_their_numbers(world
     assert not files.path_for(other["sha256"]).exists()
     with pytest.raises(NotFound):
         attachments.download(shared["code"], other["id"], shared["token"])
+
+
+def test_concurrent_acceptances_get_consecutive_register_numbers(world, people):
+    """Twelve officials accept twelve cases at the same moment: each notice has its own number,
+    1 to 12 with no gap, and each case exactly one notice."""
+    subs = [submit() for _ in range(12)]
+    targets = iter([task_id(s["code"], "receive", people["tiepnhan"])
+                    for s in subs])
+    lock = threading.Lock()
+
+    def accept():
+        with lock:
+            target = next(targets)
+        tasks.complete(target, {"decision": "accept"}, people["tiepnhan"])
+
+    results = _race(accept, len(subs))
+    assert results == ["ok"] * len(subs), results
+    with db.read_only() as session:
+        numbers = sorted(session.execute(select(Document.number).where(Document.kind == "acceptance_notice")).scalars())
+        per_case = session.execute(select(Document.request_id, func.count()).group_by(Document.request_id)).all()
+    assert numbers == list(range(1, 13)) and all(n == 1 for _, n in per_case) and len(per_case) == 12

@@ -341,38 +341,44 @@ def render_pdf(fields: dict) -> bytes:
         else:
             pdf.ln(2)
 
-    # Recipients bottom left, signer bottom right, on one line of the page.
+    # Signer bottom right; bottom left the recipients, or (minutes) the other side's signature,
+    # with the recipients under both.
     pdf.ln(4)
     if pdf.get_y() > pdf.h - 70:
         pdf.add_page()
     y = pdf.get_y()
-    pdf.set_xy(30, y)
-    pdf.set_font("Serif", "BI", 11)
-    pdf.multi_cell(70, 5, "Nơi nhận:")
-    pdf.set_font("Serif", "", 10)
-    for line in fields.get("recipients", "").split("\n"):
-        if line.strip():
-            pdf.set_x(30)
-            pdf.multi_cell(70, 4.8, line.strip())
-    y_end_left = pdf.get_y()
-    pdf.set_xy(100, y)
-    pdf.set_font("Serif", "B", 12)
-    pdf.multi_cell(width - 70, 5.5, fields["signer_title"], align="C")
-    pdf.set_x(100)
-    pdf.set_font("Serif", "I", 10)
-    pdf.multi_cell(width - 70, 5, "(Ký, ghi rõ họ tên, đóng dấu)" if fields.get("stamp", True) else "(Ký, ghi rõ họ tên)",
-                   align="C")
-    pdf.ln(22)
-    pdf.set_x(100)
-    pdf.set_font("Serif", "B", 12)
-    pdf.multi_cell(width - 70, 5.5, fields.get("signer_name") or "", align="C")
-    if fields.get("second_signer_title"):
-        pdf.set_xy(30, max(y_end_left, pdf.get_y()) + 6)
+    two_sides = bool(fields.get("second_signer_title"))
+
+    def signature(x: float, w: float, title: str, name: str, hint: str) -> float:
+        pdf.set_xy(x, y)
         pdf.set_font("Serif", "B", 12)
-        pdf.multi_cell(70, 5.5, fields["second_signer_title"], align="C")
+        pdf.multi_cell(w, 5.5, title, align="C")
+        pdf.set_x(x)
+        pdf.set_font("Serif", "I", 10)
+        pdf.multi_cell(w, 5, hint, align="C")
         pdf.ln(22)
-        pdf.set_x(30)
-        pdf.multi_cell(70, 5.5, fields.get("second_signer_name") or "", align="C")
+        pdf.set_x(x)
+        pdf.set_font("Serif", "B", 12)
+        pdf.multi_cell(w, 5.5, name or "", align="C")
+        return pdf.get_y()
+
+    def recipients(top: float) -> float:
+        pdf.set_xy(30, top)
+        pdf.set_font("Serif", "BI", 11)
+        pdf.multi_cell(70, 5, "Nơi nhận:")
+        pdf.set_font("Serif", "", 10)
+        for line in fields.get("recipients", "").split("\n"):
+            if line.strip():
+                pdf.set_x(30)
+                pdf.multi_cell(70, 4.8, line.strip())
+        return pdf.get_y()
+
+    hint = "(Ký, ghi rõ họ tên, đóng dấu)" if fields.get("stamp", True) else "(Ký, ghi rõ họ tên)"
+    y_left = signature(30, 70, fields["second_signer_title"], fields.get("second_signer_name"),
+                       "(Ký, ghi rõ họ tên)") if two_sides else recipients(y)
+    y_right = signature(100, width - 70, fields["signer_title"], fields.get("signer_name"), hint)
+    if two_sides and fields.get("recipients"):
+        recipients(max(y_left, y_right) + 8)
     # fpdf2's file identifier is a digest of the content: the same fields give the same bytes.
     return bytes(pdf.output())
 
@@ -440,26 +446,32 @@ def render_docx(fields: dict) -> bytes:
     footer = doc.add_table(rows=1, cols=2)
     left, right = footer.rows[0].cells
     left.width, right.width = Mm(75), Mm(90)
-    left.paragraphs[0].text = ""
-    para(left, "Nơi nhận:", bold=True, italic=True, align=WD_ALIGN_PARAGRAPH.LEFT, size=12)
-    for line in fields.get("recipients", "").split("\n"):
-        if line.strip():
-            para(left, line.strip(), align=WD_ALIGN_PARAGRAPH.LEFT, size=11)
-    right.paragraphs[0].text = ""
-    for line in fields["signer_title"].split("\n"):
-        para(right, line, bold=True)
-    para(right, "(Ký, ghi rõ họ tên, đóng dấu)" if fields.get("stamp", True) else "(Ký, ghi rõ họ tên)",
-         italic=True, size=11)
-    for _ in range(3):
-        para(right, "")
-    para(right, fields.get("signer_name") or "", bold=True)
-    if fields.get("second_signer_title"):
-        doc.add_paragraph()
-        for line in fields["second_signer_title"].split("\n"):
-            para(doc, line, bold=True, align=WD_ALIGN_PARAGRAPH.LEFT)
+
+    def signature(cell, title, name, hint):
+        cell.paragraphs[0].text = ""
+        for line in title.split("\n"):
+            para(cell, line, bold=True)
+        para(cell, hint, italic=True, size=11)
         for _ in range(3):
-            para(doc, "")
-        para(doc, fields.get("second_signer_name") or "", bold=True, align=WD_ALIGN_PARAGRAPH.LEFT)
+            para(cell, "")
+        para(cell, name or "", bold=True)
+
+    def recipients(container):
+        para(container, "Nơi nhận:", bold=True, italic=True, align=WD_ALIGN_PARAGRAPH.LEFT, size=12)
+        for line in fields.get("recipients", "").split("\n"):
+            if line.strip():
+                para(container, line.strip(), align=WD_ALIGN_PARAGRAPH.LEFT, size=11)
+
+    hint = "(Ký, ghi rõ họ tên, đóng dấu)" if fields.get("stamp", True) else "(Ký, ghi rõ họ tên)"
+    if fields.get("second_signer_title"):
+        signature(left, fields["second_signer_title"], fields.get("second_signer_name"), "(Ký, ghi rõ họ tên)")
+    else:
+        left.paragraphs[0].text = ""
+        recipients(left)
+    signature(right, fields["signer_title"], fields.get("signer_name"), hint)
+    if fields.get("second_signer_title") and fields.get("recipients"):
+        doc.add_paragraph()
+        recipients(doc)
     raw = io.BytesIO()
     doc.save(raw)
     return _fixed_zip_times(raw.getvalue(), issued)

@@ -138,6 +138,15 @@ def _base_values(session: Session, request: Request, now) -> dict[str, str]:
     }
 
 
+# Values the templates print inside a sentence that the template itself ends.
+_CLAUSES = ("reason", "ground", "redirect_to")
+
+
+def _clause(key: str, value: Any) -> str:
+    text = "" if value is None else str(value).strip()
+    return text.rstrip(" .;") if key in _CLAUSES else text
+
+
 def issue(session: Session, request: Request, kind: str, values: dict[str, Any], actor: str,
           signer_name: str | None = None, step: str | None = None) -> Document:
     """Fix a new document's fields and number in the caller's transaction, with its audit event."""
@@ -150,7 +159,7 @@ def issue(session: Session, request: Request, kind: str, values: dict[str, Any],
         abbreviation = docs.issuer_abbreviation(unit)
         sections, template_version = template_in_force(session, kind)
         filled = {**_base_values(session, request, now),
-                  **{k: "" if v is None else str(v) for k, v in values.items()}}
+                  **{k: _clause(k, v) for k, v in values.items()}}
         number = _next_number(session, f"doc:{request.unit_code}:{year}:{type_code}")
         if signer_name is None:
             signer_name = _head_of_unit(session, request.unit_code)

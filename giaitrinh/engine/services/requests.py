@@ -246,7 +246,7 @@ def withdraw(code: str, token: str | None, reason: str | None = None, actor: Act
         audit.record(session, "withdrawn", actor=actor.username if actor else "citizen", request_id=request.id,
                      note=reason, before={"status": before}, after={"status": "terminated"})
         documents.issue_notice(session, request, "termination_notice", actor or "citizen",
-                               reason="người yêu cầu rút toàn bộ yêu cầu giải trình" + (f" ({reason})" if reason else ""))
+                               reason="người yêu cầu rút toàn bộ yêu cầu giải trình" + (f": {reason}" if reason else ""))
         return public_summary(session, request)
 
 

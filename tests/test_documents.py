@@ -377,3 +377,26 @@ def test_concurrent_acceptances_get_consecutive_register_numbers(world, people):
         numbers = sorted(session.execute(select(Document.number).where(Document.kind == "acceptance_notice")).scalars())
         per_case = session.execute(select(Document.request_id, func.count()).group_by(Document.request_id)).all()
     assert numbers == list(range(1, 13)) and all(n == 1 for _, n in per_case) and len(per_case) == 12
+
+
+def test_backup_keeps_the_attached_files_and_restore_brings_them_back(world, people, tmp_path):
+    from giaitrinh import backup
+
+    png = png_bytes()
+    sub = requests.submit(dict(CITIZEN), attachments=attachments.check_all([("ảnh.png", png)]))
+    evidence, = attachments.list_attachments(sub["code"], sub["token"])["items"]
+    target = backup.backup(world, tmp_path / "backup" / "giaitrinh.dump")
+    kept = backup.files_dir(target) / evidence["sha256"][:2] / evidence["sha256"]
+    assert kept.read_bytes() == png
+    files.path_for(evidence["sha256"]).unlink()  # the disk holding the store was lost
+    db.get_engine().dispose()
+    backup.restore(world, target)
+    assert attachments.download(sub["code"], evidence["id"], sub["token"])["content"] == png
+    # A damaged copy in the backup stops the restore before the database is replaced.
+    files.path_for(evidence["sha256"]).unlink()
+    kept.write_bytes(b"not the evidence")
+    later = submit()["code"]
+    db.get_engine().dispose()
+    with pytest.raises(backup.BackupError):
+        backup.restore(world, target)
+    assert requests.view(later, None, people["tiepnhan"])["code"] == later

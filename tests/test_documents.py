@@ -273,6 +273,15 @@ def test_attachments_are_checked_by_content_not_by_name():
         archive.writestr("word/document.xml", "<x/>")
     with pytest.raises(files.Rejected):
         files.check("x.docx", plain.getvalue())
+    # A Word document with macros, named .docx: refused.
+    with zipfile.ZipFile(io.BytesIO(docx_bytes())) as source:
+        macro = io.BytesIO()
+        with zipfile.ZipFile(macro, "w") as archive:
+            for name in source.namelist():
+                archive.writestr(name, source.read(name))
+            archive.writestr("word/vbaProject.bin", b"\xd0\xcf\x11\xe0")
+    with pytest.raises(files.Rejected):
+        files.check("bieu-mau.docx", macro.getvalue())
     with pytest.raises(files.Rejected) as caught:
         files.check("big.pdf", b"%PDF-" + b"0" * (files.MAX_BYTES - 4))
     assert caught.value.too_large

@@ -81,6 +81,8 @@ def sniff(data: bytes) -> str | None:
             return None
         if "[Content_Types].xml" not in names:
             return None
+        if any(name.lower().endswith("vbaproject.bin") for name in names):
+            return None  # a macro-enabled document (docm, xlsm) dressed as docx or xlsx
         if "word/document.xml" in names:
             return "docx"
         if "xl/workbook.xml" in names:

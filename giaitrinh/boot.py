@@ -9,6 +9,8 @@ def boot(settings: Settings | None = None) -> Settings:
     settings = settings or load_settings()
     db.init_db(settings.database_url)
     mail.configure(mail.MailConfig.from_settings(settings))
+    # Notices carry their formal documents: the documents service resolves mail attachments.
+    from .engine.services import documents  # noqa: F401 - registers engine.mail's resolver
     if settings.dev_clock:
         dev = clock.DevClock()
         clock.set_clock(dev)

@@ -79,6 +79,20 @@ def seed_demo() -> None:
 
 
 @main.group()
+def documents() -> None:
+    """Documents of the cases (notices, minutes, explanations)."""
+
+
+@documents.command("render")
+def documents_render() -> None:
+    """Render and store every issued document not yet rendered (otherwise done on first download)."""
+    from .engine.services import documents as documents_service
+
+    _boot()
+    click.echo(f"rendered {documents_service.render_pending(limit=100_000)} documents")
+
+
+@main.group()
 def timers() -> None:
     """Timers (deadlines)."""
 

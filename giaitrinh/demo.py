@@ -164,6 +164,14 @@ def _walk(code: str, stage: str, fixed: clock.FixedClock, people: dict, n: int) 
         tasks.complete(_open_task(code, "explain", official), {
             "extend": {"days": 10, "reason": "Nội dung phức tạp, cần xác minh hồ sơ địa chính qua nhiều thời kỳ."}}, official)
         return
+    if n % 3 == 0:  # some cases had a working session with the requester first (minutes)
+        tasks.complete(_open_task(code, "explain", official), {
+            "explanation": {"legal_basis": "Luật Đất đai 2024", "content": "Dự thảo"}, "needs_dialogue": True}, official)
+        step(24)
+        tasks.complete(_open_task(code, "dialogue", official), {
+            "minutes": "Hai bên đã trao đổi về hồ sơ; người yêu cầu đã được cung cấp bản sao quyết định và "
+                       "thống nhất chờ văn bản giải trình chính thức."}, official)
+        step(4)
     tasks.complete(_open_task(code, "explain", official), {"explanation": {
         "legal_basis": "Luật Đất đai 2024; Nghị định 59/2019/NĐ-CP; Quyết định số 12/QĐ-UBND của UBND phường.",
         "content": "UBND phường đã thực hiện đúng trình tự, thủ tục; quyết định được ban hành đúng thẩm quyền. "
@@ -221,4 +229,7 @@ def seed(progress: Callable[[], None] | None = None) -> int:
     finally:
         clock.set_clock(real_clock)
     timers.run_due()
+    # The cases' notices, minutes and explanations, rendered now so the first page view is quick.
+    from .engine.services import documents as documents_service
+    documents_service.render_pending(limit=10_000)
     return created

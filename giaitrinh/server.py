@@ -20,13 +20,17 @@ def run_single(settings: Settings, host: str, port: int, threads: int, scheduler
     from waitress import serve
 
     from .engine import timers
+    from .engine.services import documents
     from .web import create_app
 
     app = create_app(settings, boot_engine=False)
     if scheduler:
         timers.start_scheduler()
+    documents.start_background_rendering()
+    from .web.uploads import LARGEST_BODY
+
     serve(app, host=host, port=port, threads=threads, ident="giaitrinh",
-          max_request_body_size=settings.max_body_bytes * 2)
+          max_request_body_size=max(settings.max_body_bytes * 2, LARGEST_BODY))
 
 
 def run_workers(settings: Settings, host: str, port: int, workers: int, threads: int, scheduler: bool,
@@ -38,6 +42,9 @@ def run_workers(settings: Settings, host: str, port: int, workers: int, threads:
     db.get_engine().dispose()  # no connection of the master's may be inherited by a worker
 
     def post_worker_init(worker) -> None:
+        from .engine.services import documents
+
+        documents.start_background_rendering()
         if scheduler:
             from .engine import timers
 

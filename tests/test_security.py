@@ -141,7 +141,8 @@ def test_every_api_route_as_every_role(app, people):
         "username": name, "password": "demo"}).json["token"]} for name in people}
     tokens[None] = {}
     task = client.get(f"/api/v1/tasks?request={code}", headers=tokens["tiepnhan"]).json["items"][0]["id"]
-    values = {"code": code, "task_id": task, "definition_id": 1, "day": "2026-12-24", "job_id": 1, "filter_id": 1}
+    values = {"code": code, "task_id": task, "definition_id": 1, "day": "2026-12-24", "job_id": 1, "filter_id": 1,
+              "document_id": 1, "attachment_id": 1, "fmt": "pdf"}
     with app.app_context():
         routes = [(method, rule, policy.of(rule.endpoint)) for method, rule in _api_routes(app)]
     assert len(routes) >= 20

@@ -19,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -453,3 +454,73 @@ class SavedFilter(Base):
 # Read only when the role and the assignee do not already let someone act (tasks.may_act).
 Task.extra_candidates = relationship(TaskCandidate, lazy="select", viewonly=True,
                                      primaryjoin=Task.id == TaskCandidate.task_id)
+
+# -- documents and attachments (branch documents) ----------------------------------------------
+
+
+class DocumentTemplate(Base):
+    """An administrator's version of a document kind's template; without a row the shipped default applies."""
+
+    __tablename__ = "document_templates"
+
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    sections: Mapped[dict[str, Any]]
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    updated_by: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime]
+
+
+class Document(Base):
+    """A document issued on a case (notice, minutes, explanation): its fields are fixed when issued.
+
+    ``content_sha256`` digests the fields at issue; the PDF and DOCX are rendered from them
+    once, stored in ``document_files`` and never rewritten, their digests here.
+    """
+
+    __tablename__ = "documents"
+    __table_args__ = (UniqueConstraint("unit_code", "year", "type_code", "number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("requests.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    unit_code: Mapped[str] = mapped_column(String(32))
+    year: Mapped[int] = mapped_column(Integer)
+    type_code: Mapped[str] = mapped_column(String(8))
+    number: Mapped[int] = mapped_column(Integer)
+    symbol: Mapped[str] = mapped_column(String(64))
+    issued_at: Mapped[datetime]
+    issued_by: Mapped[str] = mapped_column(String(64))
+    fields: Mapped[dict[str, Any]] = mapped_column(deferred=True)
+    content_sha256: Mapped[str] = mapped_column(String(64))
+    pdf_sha256: Mapped[Optional[str]] = mapped_column(String(64))
+    docx_sha256: Mapped[Optional[str]] = mapped_column(String(64))
+    rendered_at: Mapped[Optional[datetime]]
+
+
+class DocumentFile(Base):
+    """The rendered bytes of a document in one format, written once."""
+
+    __tablename__ = "document_files"
+
+    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id"), primary_key=True)
+    format: Mapped[str] = mapped_column(String(8), primary_key=True)  # pdf|docx
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+    content: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+
+
+class Attachment(Base):
+    """Evidence a citizen attached, or a signed scan an official added; the bytes live on disk by sha256."""
+
+    __tablename__ = "attachments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("requests.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # evidence|signed_scan
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    note: Mapped[Optional[str]] = mapped_column(String(500))
+    uploaded_at: Mapped[datetime]
+    uploaded_by: Mapped[str] = mapped_column(String(64))

@@ -41,6 +41,7 @@ CITIZEN_NOTICES = {
     "suspended": "suspended",
     "resumed": "resumed",
     "withdrawn": "terminated",
+    "terminated": "terminated",
     "explained": "explained",
 }
 

@@ -37,12 +37,14 @@ def create_app(settings: Settings | None = None, *, boot_engine: bool = True) ->
     from . import i18n
     i18n.init_app(app)
 
-    from . import admin, api, auth, design, errors, filters, labels, limits, policy, portal, security, supervise, tasks, vendor
+    from . import admin, api, auth, design, documents, errors, filters, labels, limits, policy, portal, security
+    from . import supervise, tasks, uploads, vendor
     from . import open311, reports, reports_api  # noqa: F401 - reports_api adds its routes to api.bp
     filters.register(app)
     limits.init_app(app, settings)
     labels.register(app)
     errors.init_app(app)
+    uploads.init_app(app)
     security.init_app(app)
     policy.init_app(app)
     app.register_blueprint(auth.bp)
@@ -55,6 +57,7 @@ def create_app(settings: Settings | None = None, *, boot_engine: bool = True) ->
     app.register_blueprint(reports.bp)
     app.register_blueprint(open311.bp)
     app.register_blueprint(design.bp)
+    app.register_blueprint(documents.bp)
     from . import notifications
     notifications.init_app(app, settings)
     if settings.dev_clock:

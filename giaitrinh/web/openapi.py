@@ -198,6 +198,52 @@ def document(dev_clock: bool = False) -> dict:
                 "marked": {"type": "integer"}}}), **_err(400, 401, 403, 422)}}},
     })
     paths.update(_supervision_paths())
+    # -- documents and attachments (branch documents) --
+    def binary(*mimes: str) -> dict:
+        return {"description": "The file, as an attachment (Content-Disposition: attachment)",
+                "content": {m: {"schema": {"type": "string", "format": "binary"}} for m in mimes}}
+
+    docx, xlsx = ("application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+                  "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+    case_params = [_path("code", {"type": "string", "maxLength": 32}), TOKEN_HEADER]
+    paths.update({
+        "/api/v1/requests/{code}/documents": {"get": {
+            "summary": "The case's documents (notices, minutes, explanation) with their sha256", "tags": ["citizens"],
+            "parameters": case_params,
+            "responses": {**_ok(200, {"type": "object", "required": ["items"], "properties": {"items": {
+                "type": "array", "items": {"type": "object", "required": ["id", "kind", "issued_at", "sha256", "pdf_url"],
+                                           "properties": {
+                    "id": {"type": "integer"}, "kind": {"type": "string", "enum": [
+                        "acceptance_notice", "refusal_notice", "redirection_notice", "extension_notice",
+                        "suspension_notice", "resumption_notice", "termination_notice", "minutes", "explanation"]},
+                    "symbol": {"type": "string"}, "issued_at": {"type": "string", "format": "date-time"},
+                    "sha256": {"type": "string"}, "pdf_url": {"type": "string"}, "docx_url": {"type": "string"}}}}}}),
+                **_err(401, 403, 404, 429)}}},
+        "/api/v1/requests/{code}/documents/{document_id}/{fmt}": {"get": {
+            "summary": "Download one document as PDF or DOCX (the stored bytes; their sha256 is in the list)",
+            "tags": ["citizens"],
+            "parameters": [*case_params, _path("document_id", {"type": "integer"}),
+                           _path("fmt", {"type": "string", "enum": ["pdf", "docx"]})],
+            "responses": {"200": binary("application/pdf", docx), **_err(401, 403, 404, 429)}}},
+        "/api/v1/requests/{code}/attachments": {"get": {
+            "summary": "Files attached to the case (evidence, signed scans)", "tags": ["citizens"],
+            "parameters": case_params,
+            "responses": {**_ok(200, {"type": "object", "required": ["items"], "properties": {"items": {
+                "type": "array", "items": {"type": "object", "required": ["id", "kind", "filename", "sha256", "url"]}}}}),
+                **_err(401, 403, 404, 429)}}, "post": {
+            "summary": "Attach signed scans (PDF, JPEG, PNG, DOCX, XLSX by content; 10 MB each, 5 at most)",
+            "tags": ["officials"], "security": BEARER, "parameters": [_path("code", {"type": "string", "maxLength": 32})],
+            "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+                "type": "object", "required": ["file"], "properties": {
+                    "file": {"type": "string", "format": "binary"}, "note": {"type": "string", "maxLength": 500}}}}}},
+            "responses": {**_ok(201, {"type": "object", "required": ["items"]}),
+                          **_err(400, 401, 403, 404, 413, 422)}}},
+        "/api/v1/requests/{code}/attachments/{attachment_id}": {"get": {
+            "summary": "Download one attached file", "tags": ["citizens"],
+            "parameters": [*case_params, _path("attachment_id", {"type": "integer"})],
+            "responses": {"200": binary("application/pdf", "image/jpeg", "image/png", docx, xlsx),
+                          **_err(401, 403, 404, 429)}}},
+    })
     if dev_clock:
         paths["/api/v1/dev/clock"] = {
             "get": {"summary": "The engine clock", "tags": ["dev"], "responses": _ok()},

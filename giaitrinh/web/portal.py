@@ -9,9 +9,12 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_babel import gettext as _
 
 from ..engine.errors import ServiceError, ValidationFailed
+from ..engine.services import attachments as attachments_service
+from ..engine.services import documents as documents_service
 from ..engine.services import requests as requests_service
 from .limits import limiter, submit_limit, track_limit
 from .policy import policy
+from .uploads import accepts_files, files_of
 
 bp = Blueprint("portal", __name__)
 
@@ -52,23 +55,30 @@ def _submission_payload(form) -> dict:
 @bp.route("/gui-yeu-cau", methods=["GET", "POST"])
 @policy("public")
 @limiter.shared_limit(submit_limit, scope="submission", methods=['POST'])
+@accepts_files(attachments_service.MAX_FILES)
 def submit():
     units = requests_service.receiving_units()
     values: dict = {}
     errors: dict = {}
     message = None
+    status = 422
     if request.method == "POST":
         values = request.form.to_dict()
         try:
-            result = requests_service.submit(_submission_payload(request.form), actor=None)
-        except ValidationFailed as exc:
+            evidence = attachments_service.check_all(files_of("attachments"))
+            result = requests_service.submit(_submission_payload(request.form), actor=None, attachments=evidence)
+        except (ValidationFailed, attachments_service.TooLarge) as exc:
             errors, message = exc.fields or {}, _("Yêu cầu chưa hợp lệ: hãy sửa các trường được đánh dấu.")
+            status = exc.status
+            if any(k.startswith("attachments") for k in errors):
+                errors["attachments"] = " ".join(v for k, v in errors.items() if k.startswith("attachments"))
         else:
             flash(_("Đã gửi yêu cầu %(code)s. Hãy lưu lại đường dẫn theo dõi bên dưới: đây là lần duy nhất "
                     "hệ thống hiển thị mã bí mật.", code=result["code"]), "success")
             return redirect(_tracking_url(result["code"], result["token"], moi=1), 303)
-    return render_template("portal/submit.html", units=units, values=values, errors=errors,
-                           message=message), (422 if errors else 200)
+    return render_template("portal/submit.html", units=units, values=values, errors=errors, message=message,
+                           accept=attachments_service.ACCEPT, max_files=attachments_service.MAX_FILES), \
+        (status if errors else 200)
 
 
 @bp.get("/tra-cuu")
@@ -92,7 +102,9 @@ def track(code: str):
         case = requests_service.view(code, token or None, None)
     except ServiceError as exc:
         return render_template("portal/lookup.html", code=code, error=exc.message), exc.status
-    return render_template("portal/track.html", case=case, token=token,
+    files = {"documents": documents_service.list_documents(code, token or None, None)["items"],
+             "attachments": attachments_service.list_attachments(code, token or None, None)["items"]}
+    return render_template("portal/track.html", case=case, token=token, files=files,
                            tracking_url=url_for("portal.track", code=code, token=token, _external=True),
                            new=request.args.get("moi") == "1")
 

@@ -6,6 +6,8 @@ from flask import Blueprint, jsonify, redirect, render_template, request, url_fo
 from flask_babel import gettext as _
 
 from ..engine.errors import ServiceError
+from ..engine.services import attachments as attachments_service
+from ..engine.services import documents as documents_service
 from ..engine.services import requests as requests_service
 from ..engine.services import supervision
 from .auth import login_required, require_actor
@@ -161,10 +163,12 @@ def case(code: str):
     except ServiceError:
         trail, reasons = None, []
     targets = supervision.move_targets(view["code"], actor) if console["is_admin"] else []
+    files = {"documents": documents_service.list_documents(view["code"], None, actor)["items"],
+             "attachments": attachments_service.list_attachments(view["code"], None, actor)["items"]}
     return render_template("supervise/case.html", case=view, incidents=failed,
                            grounds=supervision.SUSPENSION_GROUNDS, console=console, trail=trail,
                            reasons=reasons, termination_grounds=supervision.TERMINATION_GROUNDS,
-                           move_targets=targets)
+                           move_targets=targets, files=files, accept=attachments_service.ACCEPT)
 
 
 @bp.get("/ho-so/<code>/so-do.json")

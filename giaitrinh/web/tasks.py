@@ -4,7 +4,9 @@ from __future__ import annotations
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
-from ..engine.errors import Conflict, Forbidden, ValidationFailed
+from ..engine.errors import Conflict, Forbidden, ServiceError, ValidationFailed
+from ..engine.services import attachments as attachments_service
+from ..engine.services import documents as documents_service
 from ..engine.services import tasks as tasks_service
 from . import schema_form
 from .auth import login_required, require_actor
@@ -43,8 +45,14 @@ def _render(task_id: str, values=None, errors=None, message=None, status=200):
     actor = require_actor()
     task = tasks_service.get_task(task_id, actor)
     fields = schema_form.build(task["form"], values if values is not None else task.get("data"), errors)
+    code = task["request_code"]
+    try:
+        files = {"documents": documents_service.list_documents(code, None, actor)["items"],
+                 "attachments": attachments_service.list_attachments(code, None, actor)["items"]}
+    except ServiceError:  # an official of a unit above may act on the task but not read the case file
+        files = None
     return render_template("tasks/task.html", task=task, fields=fields, message=message, errors=errors or {},
-                           actor=actor), status
+                           actor=actor, files=files), status
 
 
 @bp.get("/<task_id>")

@@ -13,7 +13,8 @@ from .. import audit, calendar as cal, clock, db, forms, notifications, projecti
 from ..accounts import Actor, hash_secret
 from ..errors import Conflict, Forbidden, NotFound, ValidationFailed
 from ..models import AuditEvent, Counter, Request, Unit, WorkflowState
-from . import _common
+from . import _common, documents
+from . import attachments as attachments_service
 from ._common import iso
 
 REQUEST_SCHEMA = {
@@ -88,8 +89,10 @@ def _next_code(session, year: int) -> str:
     return f"GT-{year}-{counter.value:06d}"
 
 
-def submit(payload: Any, actor: Actor | None = None) -> dict:
-    """A new request: its code, its secret token (shown once) and the acknowledgement deadline."""
+def submit(payload: Any, actor: Actor | None = None, attachments: list | None = None) -> dict:
+    """A new request: its code, its secret token (shown once) and the acknowledgement deadline.
+
+    ``attachments``: evidence already checked by ``services.attachments.check_all``."""
     payload = forms.normalize(payload)
     fields = forms.validate(REQUEST_SCHEMA, payload)
     if fields:
@@ -135,6 +138,9 @@ def submit(payload: Any, actor: Actor | None = None) -> dict:
         _common.remember_saved(session, request.id, state, text, running)
         audit.record(session, "submitted", actor=actor.username if actor else "citizen", request_id=request.id,
                      after={"status": request.status, "deadlines": request.deadlines, "channel": channel})
+        if attachments:
+            attachments_service.record(session, request, attachments, "evidence",
+                                       actor.username if actor else "citizen")
         notifications.acknowledge(session, request, token)  # the one moment the plain token is known
         result = {"code": code, "token": token, "status": request.status, "received_at": iso(now),
                   "deadlines": dict(request.deadlines)}
@@ -242,6 +248,8 @@ def withdraw(code: str, token: str | None, reason: str | None = None, actor: Act
         audit.record(session, "withdrawn", actor=actor.username if actor else "citizen", request_id=request.id,
                      note=reason, before={"status": before}, after={"status": "terminated"})
         notifications.case_event(session, request, "withdrawn", reason)
+        documents.issue_notice(session, request, "termination_notice", actor or "citizen",
+                               reason="người yêu cầu rút toàn bộ yêu cầu giải trình" + (f": {reason}" if reason else ""))
         return public_summary(session, request)
 
 

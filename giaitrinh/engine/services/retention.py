@@ -3,7 +3,8 @@ statistics need stays.
 
 Erased: the requester's name, address, phone and email; the request text; the rating
 comment; the form data of its tasks; the unredacted explanation (the published, redacted
-one takes its place); the private workflow state; what its audit events said. Kept: the
+one takes its place); the private workflow state; what its audit events said; the text and
+files of its documents and its attachments (their numbers and digests stay). Kept: the
 case's code, unit, dates, statuses, deadlines, rating score, the published answer, and
 that every event happened (its hash stays in the chain, and the purge itself is an event
 that names each event it erased, so ``giaitrinh audit verify`` still passes and can tell
@@ -18,6 +19,7 @@ from sqlalchemy import select
 
 from .. import audit, clock, db, notifications
 from ..models import AuditEvent, Request, Task, WorkflowState
+from . import attachments, documents
 
 ERASED = "[đã xóa]"
 DEFAULT_DAYS = int(os.environ.get("GIAITRINH_RETENTION_DAYS", str(5 * 365)))
@@ -73,8 +75,11 @@ def purge(code: str, actor: str = "system") -> dict:
                 continue
             audit.erase_payload(event, now)
             erased.append(event.id)
+        documents.purge_case(session, request.id)
+        digests = attachments.purge_case(session, request.id)
         session.flush()
         audit.record(session, "retention_purged", actor=actor, request_id=request.id, public=False,
                      after={"events": erased, "kept_legacy_events": legacy})
+    attachments.delete_unreferenced(digests)
     # No live-cache entry survives this: the cache is checked against the state text, now changed.
     return {"code": code, "events": len(erased), "kept_legacy_events": legacy, "skipped": False}

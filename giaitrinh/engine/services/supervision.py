@@ -13,7 +13,7 @@ from ..accounts import ALL_UNITS, Actor, actor_by_username
 from ..errors import Conflict, Forbidden, NotFound, ServiceError, ValidationFailed
 from ..models import (AuditEvent, Escalation, Job, Membership, Request, SavedFilter, Setting, Task, TaskCandidate,
                       Unit, User, WorkflowState)
-from . import _common
+from . import _common, documents
 from ._common import iso
 
 SUPERVISORS = ("supervisor", "head", "admin")
@@ -406,6 +406,7 @@ def suspend(code: str, actor: Actor, ground: str, note: str | None = None) -> di
         audit.record(session, "suspended", actor=actor.username, request_id=request.id, note=SUSPENSION_GROUNDS[ground]
                      + (f". {note}" if note else ""), before={"status": before}, after={"status": "suspended", "ground": ground})
         notifications.case_event(session, request, "suspended", SUSPENSION_GROUNDS[ground] + (f". {note}" if note else ""))
+        documents.issue_notice(session, request, "suspension_notice", actor, ground=SUSPENSION_GROUNDS[ground], note=note)
         from .requests import public_summary
         return public_summary(session, request)
 
@@ -454,6 +455,8 @@ def resume(code: str, actor: Actor, note: str | None = None) -> dict:
                      note=". ".join(x for x in (f"Hạn mới: {shown[:10]}" if shown else "", note or "") if x) or None,
                      before={"deadlines": before_deadlines}, after={"status": request.status, "deadlines": request.deadlines})
         notifications.case_event(session, request, "resumed", note)
+        documents.issue_notice(session, request, "resumption_notice", actor, note=note,
+                               new_deadline=new_deadlines.get("explain_by") or new_deadlines.get("acknowledge_by"))
         from .requests import public_summary
         result = public_summary(session, request)
     from .. import timers
@@ -693,6 +696,10 @@ def terminate(code: str, actor: Actor, ground, note) -> dict:
         audit.record(session, "terminated", actor=actor.username, request_id=request.id,
                      note=f"{TERMINATION_GROUNDS[ground]}. {note}", before={"status": before},
                      after={"status": "terminated", "ground": ground})
+        # The requester hears it (art. 14 notice, in writing) like any other end of the case.
+        notifications.case_event(session, request, "terminated", f"{TERMINATION_GROUNDS[ground]}. {note}")
+        documents.issue_notice(session, request, "termination_notice", actor,
+                               reason=f"{TERMINATION_GROUNDS[ground]}. {note}")
         from .requests import public_summary
         return public_summary(session, request)
 

@@ -11,7 +11,7 @@ from .. import audit, calendar as cal, clock, db, forms, notifications, projecti
 from ..accounts import ALL_UNITS, Actor
 from ..errors import Conflict, Forbidden, NotFound, ValidationFailed
 from ..models import Escalation, Membership, Request, Task, TaskCandidate, Unit, User
-from . import _common
+from . import _common, documents
 from ._common import iso
 
 SCOPES = ("mine", "unit", "all")
@@ -397,10 +397,12 @@ def complete(task_id: str, data: Any, actor: Actor) -> dict:
                     escalation.note = data.get("action") or data.get("note")
             audit.record(session, "task_completed", actor=actor.username, request_id=request.id, step=task.step,
                          public=False, before={"status": before}, after={"status": request.status, "data": data})
-            for action, note, public in _events_for(task.step, data, before, request):
+            events = _events_for(task.step, data, before, request)
+            for action, note, public in events:
                 audit.record(session, action, actor=actor.username, request_id=request.id, step=task.step,
                              note=note, public=public, after={"status": request.status, "deadlines": request.deadlines})
                 notifications.case_event(session, request, action, note, by=actor.username)
+            documents.issue_for_events(session, request, [e[0] for e in events], filled, actor, task.step)
             _common.flush(session)
         calendar = cal.load_calendar(session)
         from .requests import public_summary

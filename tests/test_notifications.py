@@ -509,3 +509,26 @@ def test_the_scheduler_sweep_delivers_mail_after_the_timers(world, smtp, fixed_c
     assert mail.next_due() is None
     submit()
     assert mail.next_due() == fixed_clock.now()
+
+
+def test_each_notice_carries_its_formal_document_as_a_pdf(world, people, smtp, fixed_clock):
+    import io
+
+    from pypdf import PdfReader
+
+    sub = submit()
+    do(sub["code"], "receive", people["tiepnhan"], {"decision": "accept", "note": "Đủ điều kiện"})
+    supervision.terminate(sub["code"], people["thanhtra"], "withdrawn", "Người yêu cầu rút đơn tại trụ sở")
+    mail.deliver_due()
+    by_kind = {}
+    for message in smtp.inbox.messages(CITIZEN_MAIL):
+        pdfs = [part for part in message.iter_attachments() if part.get_content_type() == "application/pdf"]
+        by_kind[str(message["Subject"]).split("] ", 1)[1].split(" / ")[0]] = pdfs
+    assert by_kind["Xác nhận đã nhận yêu cầu giải trình"] == []  # the acknowledgement has no document
+    [acceptance] = by_kind["Thông báo thụ lý giải trình"]
+    assert acceptance.get_filename().startswith("acceptance_notice-1-TB-")
+    text = PdfReader(io.BytesIO(acceptance.get_content())).pages[0].extract_text()
+    assert "THÔNG BÁO" in text and "Nguyễn Văn An" in text
+    [termination] = [pdfs for kind, pdfs in by_kind.items() if "đình chỉ" in kind.lower()][0]
+    text = " ".join(PdfReader(io.BytesIO(termination.get_content())).pages[0].extract_text().split())
+    assert "Số: 2/TB-UBND" in text and "rút toàn bộ yêu cầu" in text and "rút đơn tại trụ sở" in text

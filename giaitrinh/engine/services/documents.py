@@ -224,15 +224,25 @@ def attachment_for_mail(session: Session, reference: dict) -> tuple[str, str, by
                                ).scalar_one_or_none()
     if document is None:
         return None  # the mail retries and, in the end, is a failed message an administrator sees
-    if document.pdf_sha256 is None:
-        _render_and_store(document.id)
-    stored = session.execute(select(DocumentFile).options(undefer(DocumentFile.content))
-                             .where(DocumentFile.document_id == document.id, DocumentFile.format == "pdf")
-                             ).scalar_one_or_none()
-    if stored is None:  # erased by retention: send nothing rather than a stale copy
-        return None
     safe_symbol = re.sub(r"[^0-9A-Za-z-]+", "-", document.symbol).strip("-")
-    return f"{document.kind}-{safe_symbol}.pdf", FORMATS["pdf"], bytes(stored.content)
+    name, document_id, rendered = f"{document.kind}-{safe_symbol}.pdf", document.id, document.pdf_sha256 is not None
+    if not rendered:
+        _render_and_store(document_id)
+        # The caller's read began before the files were stored: read them afresh.
+        with db.read_only() as fresh:
+            content = _stored_pdf(fresh, document_id)
+    else:
+        content = _stored_pdf(session, document_id)
+    if content is None:  # erased by retention: send nothing rather than a stale copy
+        return None
+    return name, FORMATS["pdf"], content
+
+
+def _stored_pdf(session: Session, document_id: int) -> bytes | None:
+    stored = session.execute(select(DocumentFile).options(undefer(DocumentFile.content))
+                             .where(DocumentFile.document_id == document_id, DocumentFile.format == "pdf")
+                             ).scalar_one_or_none()
+    return None if stored is None else bytes(stored.content)
 
 
 mail.register_attachment_resolver(attachment_for_mail)

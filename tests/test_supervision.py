@@ -204,6 +204,9 @@ def test_reassign_needs_a_reason_the_right_role_and_unit(world, people, fixed_cl
     assert [t["request_code"] for t in tasks.list_tasks(other, scope="mine")["items"]] == [code]
     assert tasks.list_tasks(people["chuyenvien"], scope="mine")["items"] == []
     assert requests.view(code, None, people["thanhtra"])["status"] != "suspended"
+    from giaitrinh.engine.services import notifications as notification_service
+    [told] = notification_service.list_for(other)["items"]
+    assert told["kind"] == "assigned" and "Chuyên viên cũ nghỉ phép" in told["body"]
     # The new assignee can complete it; a returned draft comes back to them too.
     do(code, "explain", other, {"explanation": EXPLANATION})
     do(code, "approve", people["lanhdao"], {"approved": False, "note": "Bổ sung căn cứ"})

@@ -395,6 +395,16 @@ def notify_urge(session: Session, request: Request, to_username: str, note: str 
     return notice
 
 
+def notify_handed_over(session: Session, request: Request, to_username: str, task_title: str, note: str,
+                       by: str) -> Notification | None:
+    """A supervisor gave an open task to an official (reassignment, or one more candidate)."""
+    deadline = _moment(request.deadline_at)
+    return notify_official(
+        session, request, to_username, "assigned", f"Hồ sơ {request.code}: {_safe(request.subject)}",
+        f"{by} giao cho bạn bước «{_safe(task_title)}»: {_safe(note)} Hạn: {deadline}.",
+        f"{by} handed you the step '{_safe(task_title)}': {_safe(note)} Deadline: {deadline}.")
+
+
 # -- retention ----------------------------------------------------------------------------------
 
 

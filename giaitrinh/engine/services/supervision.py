@@ -598,6 +598,7 @@ def reassign(code: str, actor: Actor, assignee, note, task_id: str | None = None
         audit.record(session, "reassigned", actor=actor.username, request_id=request.id, step=task.step,
                      public=False, note=note, before={"task": task.id, "assignee": before},
                      after={"task": task.id, "assignee": person.username})
+        notifications.notify_handed_over(session, request, person.username, task.title, note, actor.username)
         return {"task": task.id, "step": task.step, "assignee": task.assignee, "request_code": request.code}
 
 
@@ -622,6 +623,7 @@ def add_candidate(code: str, actor: Actor, username, note, task_id: str | None =
                                   added_at=clock.now()))
         audit.record(session, "candidate_added", actor=actor.username, request_id=request.id, step=task.step,
                      public=False, note=note, after={"task": task.id, "candidate": person.username})
+        notifications.notify_handed_over(session, request, person.username, task.title, note, actor.username)
         return {"task": task.id, "step": task.step, "candidate": person.username, "request_code": request.code}
 
 

@@ -16,9 +16,11 @@ from .engine import accounts, clock, db, timers
 from .engine.models import Definition, Membership, Request, Unit, User
 from .engine.services import definitions, requests, supervision, tasks
 
+# The city above both wards (parents first): its supervisor sees the wards' figures rolled up.
 UNITS = [
-    ("MX", "UBND phường Mỹ Xuyên", None),
-    ("GM", "UBND phường Gia Minh", None),
+    ("TP", "UBND thành phố", None),
+    ("MX", "UBND phường Mỹ Xuyên", "TP"),
+    ("GM", "UBND phường Gia Minh", "TP"),
 ]
 
 USERS = [
@@ -27,6 +29,7 @@ USERS = [
     ("chuyenvien", "Nguyễn Văn Chuyên (Phòng Văn hóa - Xã hội)", [("official", "MX")]),
     ("chuyenvien2", "Phạm Thị Viên (UBND phường Gia Minh)", [("official", "GM")]),
     ("thanhtra", "Hoàng Văn Thanh (Thanh tra)", [("supervisor", "MX")]),
+    ("thanhtratp", "Vũ Thị Thanh Tra (Thanh tra thành phố)", [("supervisor", "TP")]),
     ("thietke", "Đỗ Thị Thiết Kế (Quản trị quy trình)", [("designer", None)]),
     ("admin", "Quản trị hệ thống", [("admin", None)]),
     ("ketnoi", "Kết nối CSDL quốc gia về trách nhiệm giải trình", [("exporter", None)]),

@@ -15,7 +15,7 @@ import pytest
 from openpyxl import load_workbook
 
 from giaitrinh import demo
-from giaitrinh.engine import db
+from giaitrinh.engine import clock, db
 from giaitrinh.engine.errors import Forbidden, NotFound, ValidationFailed
 from giaitrinh.engine.models import Request, Unit
 from giaitrinh.engine.services import reports, requests, supervision
@@ -250,3 +250,12 @@ def test_the_migration_fills_the_report_columns_of_older_rows(empty_url, fixed_c
         assert facts() == before
     finally:
         engine.dispose()
+
+
+def test_the_page_offers_the_month_just_ended_in_the_first_days(fixed_clock):
+    fixed_clock.set(clock.parse_instant("2026-12-01T09:00:00+07:00"))
+    assert reports.reporting_month() == "2026-11"
+    fixed_clock.set(clock.parse_instant("2027-01-10T23:00:00+07:00"))
+    assert reports.reporting_month() == "2026-12"
+    fixed_clock.set(clock.parse_instant("2026-12-11T00:30:00+07:00"))
+    assert reports.reporting_month() == "2026-12"

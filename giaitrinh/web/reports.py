@@ -80,7 +80,7 @@ def monthly():
     actor = require_actor()
     units = _units_or_403(actor)
     unit = _arg("unit", 32) or units[0][0]
-    month = _arg("month", 7) or reports.current_month()
+    month = _arg("month", 7) or reports.reporting_month()
     report = reports.monthly(actor, unit, month)
     names = labels()
     return render_template("reports/monthly.html", report=report, units=units, names=names, table=TABLE,
@@ -96,7 +96,7 @@ def monthly_file(fmt: str):
     actor = require_actor()
     units = _units_or_403(actor)
     unit = _arg("unit", 32) or units[0][0]
-    return file_response(*reports.monthly_file(actor, unit, _arg("month", 7) or reports.current_month(), fmt))
+    return file_response(*reports.monthly_file(actor, unit, _arg("month", 7) or reports.reporting_month(), fmt))
 
 
 @bp.get("/nam")

@@ -171,6 +171,15 @@ def current_month() -> str:
     return cal.local_date(clock.now()).strftime("%Y-%m")
 
 
+def reporting_month() -> str:
+    """The month a report is usually wanted for: in the first ten days of a month, the one that
+    just ended (the monthly report goes upward then); later, the month under way."""
+    today = cal.local_date(clock.now())
+    if today.day <= 10:
+        return (today.replace(day=1) - timedelta(days=1)).strftime("%Y-%m")
+    return today.strftime("%Y-%m")
+
+
 def _local_start(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=cal.LOCAL_TZ)
 

@@ -80,11 +80,12 @@ def dashboard(who, unit: str | None, show: str) -> dict:
 
 def measures(units: list[str], rng: random.Random) -> dict:
     """name -> a function making one call with freshly drawn parameters."""
-    actors: dict[str, object] = {}
+    # Resolved before timing: a page resolves its actor once per request, outside the service.
+    usernames = ["tt_city"] + [f"{p}_{u}" for u in units for p in ("ld", "tt")] + [
+        f"cv_{u}_{k}" for u in units for k in range(1, dataset.OFFICIALS_PER_UNIT + 1)]
+    actors = {name: actor(name) for name in usernames}
 
     def who(username: str):
-        if username not in actors:
-            actors[username] = actor(username)
         return actors[username]
 
     def inbox_mine():

@@ -142,6 +142,8 @@ class Request(Base):
     __table_args__ = (
         Index("ix_requests_unit_status", "unit_code", "status"),
         Index("ix_requests_open_deadline", "closed", "deadline_at"),
+        # A unit's open cases, their overdue ones and its whole register (supervision's counts and lists).
+        Index("ix_requests_unit_open", "unit_code", "closed", "overdue", "deadline_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -338,3 +340,49 @@ class Setting(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+# -- bench branch: the published-answer search, outside the ORM ------------------------------
+#
+# ``requests.search_text`` is matched word by word as a substring (``LIKE '%word%'``). At a
+# city's million requests a scan of the column costs seconds, so each backend gets an index
+# of trigrams that answers those patterns: on SQLite an FTS5 table with the trigram tokenizer,
+# holding no copy of the text (``content='requests'``) and kept in step by triggers; on
+# PostgreSQL a GIN index with pg_trgm's operator class. Neither is an ORM object (the query
+# names the FTS5 table through ``SEARCH_TABLE``); ``create_all`` builds them through these DDL
+# events and migration 0007 builds them on existing databases. Results are the same as the
+# plain scan: FTS5 checks each pattern against the text, and pg_trgm rechecks each row.
+
+from sqlalchemy import DDL, column, event, table  # noqa: E402
+
+SEARCH_TABLE = table("requests_search", column("rowid"), column("search_text"))
+SEARCH_TRGM_INDEX = "ix_requests_search_trgm"
+# Names a schema comparison must leave alone (the FTS5 table and the shadow tables it keeps).
+SEARCH_OBJECTS = frozenset({"requests_search", "requests_search_data", "requests_search_idx",
+                            "requests_search_docsize", "requests_search_config", SEARCH_TRGM_INDEX})
+
+SQLITE_SEARCH_DDL = (
+    "CREATE VIRTUAL TABLE IF NOT EXISTS requests_search USING fts5("
+    "search_text, content='requests', content_rowid='id', tokenize='trigram')",
+    "CREATE TRIGGER IF NOT EXISTS requests_search_insert AFTER INSERT ON requests "
+    "WHEN new.search_text IS NOT NULL BEGIN "
+    "INSERT INTO requests_search (rowid, search_text) VALUES (new.id, new.search_text); END",
+    "CREATE TRIGGER IF NOT EXISTS requests_search_delete AFTER DELETE ON requests "
+    "WHEN old.search_text IS NOT NULL BEGIN "
+    "INSERT INTO requests_search (requests_search, rowid, search_text) VALUES ('delete', old.id, old.search_text); END",
+    "CREATE TRIGGER IF NOT EXISTS requests_search_update AFTER UPDATE OF search_text ON requests BEGIN "
+    "INSERT INTO requests_search (requests_search, rowid, search_text) "
+    "SELECT 'delete', old.id, old.search_text WHERE old.search_text IS NOT NULL; "
+    "INSERT INTO requests_search (rowid, search_text) "
+    "SELECT new.id, new.search_text WHERE new.search_text IS NOT NULL; END",
+)
+POSTGRESQL_SEARCH_DDL = (
+    "CREATE EXTENSION IF NOT EXISTS pg_trgm",
+    f"CREATE INDEX IF NOT EXISTS {SEARCH_TRGM_INDEX} ON requests USING gin (search_text gin_trgm_ops) "
+    "WHERE search_text IS NOT NULL",
+)
+
+for _statement in SQLITE_SEARCH_DDL:
+    event.listen(Request.__table__, "after_create", DDL(_statement).execute_if(dialect="sqlite"))
+for _statement in POSTGRESQL_SEARCH_DDL:
+    event.listen(Request.__table__, "after_create", DDL(_statement).execute_if(dialect="postgresql"))

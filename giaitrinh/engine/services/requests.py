@@ -12,7 +12,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from .. import audit, calendar as cal, clock, db, forms, projection, redaction, runtime
 from ..accounts import Actor, hash_secret
 from ..errors import Conflict, Forbidden, NotFound, ValidationFailed
-from ..models import AuditEvent, Counter, Request, Unit, WorkflowState
+from ..models import SEARCH_TABLE, AuditEvent, Counter, Request, Unit, WorkflowState
 from . import _common
 from ._common import iso
 
@@ -299,9 +299,16 @@ def search_published(q: str | None = None, unit: str | None = None, page: int = 
         query = select(Request).where(Request.published_at.is_not(None))
         if unit:
             query = query.where(Request.unit_code == unit)
+        indexed = []  # words the SQLite trigram table can answer: 3 characters or more, no wildcard
         for word in redaction.fold(q).split()[:10]:
+            if db.is_sqlite() and len(word) >= 3 and not any(c in word for c in "%_\\"):
+                indexed.append(SEARCH_TABLE.c.search_text.like(f"%{word}%"))
+                continue
             escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            # On PostgreSQL the pg_trgm GIN index answers this pattern itself.
             query = query.where(Request.search_text.like(f"%{escaped}%", escape="\\"))
+        if indexed:
+            query = query.where(Request.id.in_(select(SEARCH_TABLE.c.rowid).where(*indexed)))
         total = _common.count(session, query)
         rows = session.execute(
             query.order_by(Request.published_at.desc(), Request.id.desc()).offset((page - 1) * per_page).limit(per_page)

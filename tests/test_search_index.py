@@ -43,8 +43,15 @@ def published(world, people):
     return codes
 
 
-def test_every_query_finds_what_a_scan_finds(published):
+@pytest.mark.parametrize("sort_matches", [2000, 0])
+def test_every_query_finds_what_a_scan_finds(published, monkeypatch, sort_matches):
+    # Both ways of reading a page: the matches sorted, and the newest answers filtered (many matches).
+    monkeypatch.setattr(requests, "_SORT_MATCHES", sort_matches)
     for q in QUERIES:
+        for unit in (None, "MX", "GM"):
+            page = requests.search_published(q, unit=unit, per_page=2)
+            assert page["total"] == (len(scanned(q)) if unit != "GM" else 0), (q, unit)
+            assert [i["code"] for i in page["items"]] == sorted(scanned(q) if unit != "GM" else [], reverse=True)[:2]
         found = requests.search_published(q, per_page=500)
         assert sorted(i["code"] for i in found["items"]) == scanned(q), q
         assert found["total"] == len(scanned(q)), q

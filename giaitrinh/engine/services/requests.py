@@ -5,7 +5,7 @@ import hmac
 import secrets
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -293,6 +293,9 @@ def rate(code: str, token: str | None, score: Any, comment: Any = None, actor: A
         return {"code": code, "score": score, "comment": request.rating_comment, "rated_at": iso(request.rated_at)}
 
 
+_SORT_MATCHES = 2000  # at most this many matches are read and sorted; more are found in published order
+
+
 def search_published(q: str | None = None, unit: str | None = None, page: int = 1, per_page: int = 50) -> dict:
     """Published answers, redacted; every word of ``q`` must appear, ignoring case and diacritics."""
     with db.read_only() as session:
@@ -300,6 +303,7 @@ def search_published(q: str | None = None, unit: str | None = None, page: int = 
         if unit:
             query = query.where(Request.unit_code == unit)
         indexed = []  # words the SQLite trigram table can answer: 3 characters or more, no wildcard
+        scanned = False
         for word in redaction.fold(q).split()[:10]:
             if db.is_sqlite() and len(word) >= 3 and not any(c in word for c in "%_\\"):
                 indexed.append(SEARCH_TABLE.c.search_text.like(f"%{word}%"))
@@ -307,11 +311,23 @@ def search_published(q: str | None = None, unit: str | None = None, page: int = 
             escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             # On PostgreSQL the pg_trgm GIN index answers this pattern itself.
             query = query.where(Request.search_text.like(f"%{escaped}%", escape="\\"))
+            scanned = True
+        order = (Request.published_at.desc(), Request.id.desc())
         if indexed:
-            query = query.where(Request.id.in_(select(SEARCH_TABLE.c.rowid).where(*indexed)))
-        total = _common.count(session, query)
+            # The trigram table holds exactly the published answers, with their unit.
+            found = select(SEARCH_TABLE.c.rowid).where(*indexed)
+            if unit:
+                found = found.where(SEARCH_TABLE.c.unit_code == unit)
+            total = session.execute(select(func.count()).select_from(found.subquery())).scalar_one() \
+                if not scanned else _common.count(session, query.where(Request.id.in_(found)))
+            # Few matches: read them and sort. Many: walk the newest answers and keep the matching
+            # ones (``id + 0`` keeps SQLite from driving the query from the match list).
+            key = Request.id if total <= _SORT_MATCHES else Request.id + 0
+            query = query.where(key.in_(found))
+        else:
+            total = _common.count(session, query)
         rows = session.execute(
-            query.order_by(Request.published_at.desc(), Request.id.desc()).offset((page - 1) * per_page).limit(per_page)
+            query.order_by(*order).offset((page - 1) * per_page).limit(per_page)
         ).scalars().all()
         items = [{
             "code": r.code,

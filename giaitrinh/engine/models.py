@@ -352,7 +352,8 @@ class Setting(Base):
 # PostgreSQL a GIN index with pg_trgm's operator class. Neither is an ORM object (the query
 # names the FTS5 table through ``SEARCH_TABLE``); ``create_all`` builds them through these DDL
 # events and migration 0007 builds them on existing databases. Results are the same as the
-# plain scan: FTS5 checks each pattern against the text, and pg_trgm rechecks each row.
+# plain scan: on FTS5 a word is a phrase of its trigrams (a substring match), and pg_trgm
+# rechecks each row it finds.
 
 from sqlalchemy import DDL, column, event, table  # noqa: E402
 

@@ -6,6 +6,7 @@ import secrets
 from typing import Any
 
 from sqlalchemy import bindparam, func, select
+from sqlalchemy import text as sql_text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -296,35 +297,39 @@ def rate(code: str, token: str | None, score: Any, comment: Any = None, actor: A
 _SORT_MATCHES = 2000  # at most this many matches are read and sorted; more are found in published order
 
 
+def _escape_like(word: str) -> str:
+    return word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def search_published(q: str | None = None, unit: str | None = None, page: int = 1, per_page: int = 50) -> dict:
     """Published answers, redacted; every word of ``q`` must appear, ignoring case and diacritics."""
     with db.read_only() as session:
         query = select(Request).where(Request.published_at.is_not(None))
         if unit:
             query = query.where(Request.unit_code == unit)
-        indexed = []  # words the SQLite trigram table can answer: 3 characters or more, no wildcard
-        scanned = False
-        for word in redaction.fold(q).split()[:10]:
-            if db.is_sqlite() and len(word) >= 3 and not any(c in word for c in "%_\\"):
-                indexed.append(SEARCH_TABLE.c.search_text.like(f"%{word}%"))
-                continue
-            escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            # On PostgreSQL the pg_trgm GIN index answers this pattern itself.
-            query = query.where(Request.search_text.like(f"%{escaped}%", escape="\\"))
-            scanned = True
+        words = redaction.fold(q).split()[:10]
         order = (Request.published_at.desc(), Request.id.desc())
-        if indexed:
-            # The trigram table holds exactly the published answers, with their unit.
-            found = select(SEARCH_TABLE.c.rowid).where(*indexed)
+        if words and db.is_sqlite():
+            # The trigram table holds exactly the published answers, with their unit: the matches
+            # and their count are read from it alone. A word of 3 characters or more is a phrase
+            # of trigrams (a substring match answered from the index); a shorter one, which has
+            # no trigram, is compared with the table's own copy of the text.
+            phrases = ['"' + w.replace('"', '""') + '"' for w in words if len(w) >= 3]
+            found = select(SEARCH_TABLE.c.rowid)
+            if phrases:
+                found = found.where(sql_text("requests_search MATCH :phrases").bindparams(phrases=" AND ".join(phrases)))
+            for word in (w for w in words if len(w) < 3):
+                found = found.where(SEARCH_TABLE.c.search_text.like(f"%{_escape_like(word)}%", escape="\\"))
             if unit:
                 found = found.where(SEARCH_TABLE.c.unit_code == unit)
-            total = session.execute(select(func.count()).select_from(found.subquery())).scalar_one() \
-                if not scanned else _common.count(session, query.where(Request.id.in_(found)))
+            total = session.execute(select(func.count()).select_from(found.subquery())).scalar_one()
             # Few matches: read them and sort. Many: walk the newest answers and keep the matching
-            # ones (``id + 0`` keeps SQLite from driving the query from the match list).
+            # ones (``id + 0`` keeps SQLite from driving the query from the list of matches).
             key = Request.id if total <= _SORT_MATCHES else Request.id + 0
             query = query.where(key.in_(found))
         else:
+            for word in words:  # on PostgreSQL the pg_trgm GIN index answers these patterns
+                query = query.where(Request.search_text.like(f"%{_escape_like(word)}%", escape="\\"))
             total = _common.count(session, query)
         rows = session.execute(
             query.order_by(*order).offset((page - 1) * per_page).limit(per_page)

@@ -84,3 +84,10 @@ def test_the_search_uses_the_trigram_index(published):
             plan = " ".join(r[0] for r in conn.execute(text(
                 "EXPLAIN SELECT id FROM requests WHERE search_text LIKE '%thu hoi%'")))
             assert "ix_requests_search_trgm" in plan
+
+
+def test_the_front_page_asks_for_the_newest_without_a_count(published):
+    newest = requests.search_published(per_page=2, with_total=False)
+    assert newest["total"] is None
+    assert newest["items"] == requests.search_published(per_page=2)["items"]
+    assert [i["code"] for i in newest["items"]] == sorted(published, reverse=True)[:2]

@@ -301,8 +301,13 @@ def _escape_like(word: str) -> str:
     return word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def search_published(q: str | None = None, unit: str | None = None, page: int = 1, per_page: int = 50) -> dict:
-    """Published answers, redacted; every word of ``q`` must appear, ignoring case and diacritics."""
+def search_published(q: str | None = None, unit: str | None = None, page: int = 1, per_page: int = 50,
+                     with_total: bool = True) -> dict:
+    """Published answers, redacted; every word of ``q`` must appear, ignoring case and diacritics.
+
+    ``with_total=False`` (the portal's front page, which shows the newest few) skips the count,
+    which at a city's 700,000 published answers costs more than the page itself; ``total`` is None.
+    """
     with db.read_only() as session:
         query = select(Request).where(Request.published_at.is_not(None))
         if unit:
@@ -330,7 +335,7 @@ def search_published(q: str | None = None, unit: str | None = None, page: int = 
         else:
             for word in words:  # on PostgreSQL the pg_trgm GIN index answers these patterns
                 query = query.where(Request.search_text.like(f"%{_escape_like(word)}%", escape="\\"))
-            total = _common.count(session, query)
+            total = _common.count(session, query) if with_total else None
         rows = session.execute(
             query.order_by(*order).offset((page - 1) * per_page).limit(per_page)
         ).scalars().all()

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import sqlite3
 import sys
 import tempfile
 import time
@@ -63,7 +64,10 @@ class Copy:
         if source_url.startswith("sqlite"):
             self.tmp = tempfile.TemporaryDirectory(prefix="giaitrinh-timers-")
             target = Path(self.tmp.name) / "timers.db"
-            shutil.copyfile(make_url(source_url).database, target)
+            source = make_url(source_url).database
+            with sqlite3.connect(source) as conn:  # whatever is still in the write-ahead log goes into the file
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            shutil.copyfile(source, target)
             self.url = f"sqlite:///{target}"
         else:
             parsed = make_url(source_url)

@@ -2,7 +2,7 @@
 
 - ``ix_requests_open_unit`` (closed, unit_code, overdue): the dashboard's counts of open and
   overdue cases, city-wide or for a unit, from the index alone.
-- ``ix_requests_list``, ``ix_requests_unit_list``, ``ix_escalations_list``,
+- ``ix_requests_list``, ``ix_requests_unit_list``, ``ix_requests_status_list``, ``ix_escalations_list``,
   ``ix_escalations_unit_list``: the supervisors' lists in the order they sort by (including the
   ``IS NULL`` terms of that order), so a page reads its rows in order and stops.
 - The published-answer search: an FTS5 trigram table on SQLite (the published answers' search
@@ -54,6 +54,8 @@ def upgrade() -> None:
                     ["closed", sa.text("(deadline_at IS NULL)"), "deadline_at", sa.text("id DESC")])
     op.create_index("ix_requests_unit_list", "requests",
                     ["unit_code", "closed", sa.text("(deadline_at IS NULL)"), "deadline_at", sa.text("id DESC")])
+    op.create_index("ix_requests_status_list", "requests",
+                    ["status", "closed", sa.text("(deadline_at IS NULL)"), "deadline_at", sa.text("id DESC")])
     op.create_index("ix_escalations_list", "escalations",
                     [sa.text("(resolved_at IS NOT NULL)"), sa.text("raised_at DESC"), sa.text("id DESC")])
     op.create_index("ix_escalations_unit_list", "escalations",
@@ -71,7 +73,8 @@ def downgrade() -> None:
     else:
         op.execute("DROP INDEX IF EXISTS ix_requests_search_trgm")
     for name, table in (("ix_escalations_unit_list", "escalations"), ("ix_escalations_list", "escalations"),
-                        ("ix_requests_unit_list", "requests"), ("ix_requests_list", "requests")):
+                        ("ix_requests_status_list", "requests"), ("ix_requests_unit_list", "requests"),
+                        ("ix_requests_list", "requests")):
         op.drop_index(name, table_name=table)
     with op.batch_alter_table("requests", schema=None) as batch_op:
         batch_op.drop_index("ix_requests_open_unit")

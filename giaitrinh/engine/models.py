@@ -146,6 +146,8 @@ class Request(Base):
         # Reports: a unit's cases by the month they were received, and its ratings.
         Index("ix_requests_unit_received", "unit_code", "received_at"),
         Index("ix_requests_unit_rated", "unit_code", "rated_at"),
+        # Supervision's counts of open and overdue cases, city-wide or for a unit, from the index alone.
+        Index("ix_requests_open_unit", "closed", "unit_code", "overdue"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -524,3 +526,65 @@ class Attachment(Base):
     note: Mapped[Optional[str]] = mapped_column(String(500))
     uploaded_at: Mapped[datetime]
     uploaded_by: Mapped[str] = mapped_column(String(64))
+# -- bench branch: the published-answer search, outside the ORM ------------------------------
+#
+# ``requests.search_text`` is matched word by word as a substring (``LIKE '%word%'``). At a
+# city's million requests a scan of the column costs seconds, so each backend gets an index
+# of trigrams that answers those patterns: on SQLite an FTS5 table with the trigram tokenizer
+# holding the published answers' search text and unit (a compact copy: counting the matches of
+# a common word reads it, not the wide requests rows), kept in step by triggers; on
+# PostgreSQL a GIN index with pg_trgm's operator class. Neither is an ORM object (the query
+# names the FTS5 table through ``SEARCH_TABLE``); ``create_all`` builds them through these DDL
+# events and migration 0008 builds them on existing databases. Results are the same as the
+# plain scan: on FTS5 a word is a phrase of its trigrams (a substring match), and pg_trgm
+# rechecks each row it finds.
+
+from sqlalchemy import DDL, column, event, table  # noqa: E402
+
+SEARCH_TABLE = table("requests_search", column("rowid"), column("search_text"), column("unit_code"))
+SEARCH_TRGM_INDEX = "ix_requests_search_trgm"
+# Names a schema comparison must leave alone (the FTS5 table and the shadow tables it keeps).
+SEARCH_OBJECTS = frozenset({"requests_search", "requests_search_data", "requests_search_idx",
+                            "requests_search_docsize", "requests_search_config", "requests_search_content",
+                            SEARCH_TRGM_INDEX})
+
+SQLITE_SEARCH_DDL = (
+    # Only published answers are in it, with their unit, so a search (and its count) reads nothing else.
+    "CREATE VIRTUAL TABLE IF NOT EXISTS requests_search USING fts5("
+    "search_text, unit_code UNINDEXED, tokenize='trigram')",
+    "CREATE TRIGGER IF NOT EXISTS requests_search_insert AFTER INSERT ON requests "
+    "WHEN new.search_text IS NOT NULL AND new.published_at IS NOT NULL BEGIN "
+    "INSERT INTO requests_search (rowid, search_text, unit_code) VALUES (new.id, new.search_text, new.unit_code); END",
+    "CREATE TRIGGER IF NOT EXISTS requests_search_delete AFTER DELETE ON requests BEGIN "
+    "DELETE FROM requests_search WHERE rowid = old.id; END",
+    "CREATE TRIGGER IF NOT EXISTS requests_search_update AFTER UPDATE OF search_text, published_at, unit_code "
+    "ON requests BEGIN "
+    "DELETE FROM requests_search WHERE rowid = old.id; "
+    "INSERT INTO requests_search (rowid, search_text, unit_code) SELECT new.id, new.search_text, new.unit_code "
+    "WHERE new.search_text IS NOT NULL AND new.published_at IS NOT NULL; END",
+)
+POSTGRESQL_SEARCH_DDL = (
+    "CREATE EXTENSION IF NOT EXISTS pg_trgm",
+    f"CREATE INDEX IF NOT EXISTS {SEARCH_TRGM_INDEX} ON requests USING gin (search_text gin_trgm_ops) "
+    "WHERE search_text IS NOT NULL",
+)
+
+# -- bench branch: the supervisors' lists in their own order, read from an index -----------------
+#
+# list_instances sorts by (closed, deadline_at IS NULL, deadline_at, id DESC) and list_escalations by
+# (resolved_at IS NOT NULL, raised_at DESC, id DESC): with these indexes on the same expressions a
+# page of 200 reads 200 index entries, city-wide, for one unit or one status (the suspended cases),
+# instead of sorting every open case.
+Index("ix_requests_list", Request.closed, Request.deadline_at.is_(None), Request.deadline_at, Request.id.desc())
+Index("ix_requests_unit_list", Request.unit_code, Request.closed, Request.deadline_at.is_(None),
+      Request.deadline_at, Request.id.desc())
+Index("ix_requests_status_list", Request.status, Request.closed, Request.deadline_at.is_(None),
+      Request.deadline_at, Request.id.desc())
+Index("ix_escalations_list", Escalation.resolved_at.is_not(None), Escalation.raised_at.desc(), Escalation.id.desc())
+Index("ix_escalations_unit_list", Escalation.unit_code, Escalation.resolved_at.is_not(None),
+      Escalation.raised_at.desc(), Escalation.id.desc())
+
+for _statement in SQLITE_SEARCH_DDL:
+    event.listen(Request.__table__, "after_create", DDL(_statement).execute_if(dialect="sqlite"))
+for _statement in POSTGRESQL_SEARCH_DDL:
+    event.listen(Request.__table__, "after_create", DDL(_statement).execute_if(dialect="postgresql"))

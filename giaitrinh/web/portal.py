@@ -38,7 +38,7 @@ def _tracking_url(code: str, token: str, **extra) -> str:
 @bp.get("/")
 @policy("public")
 def home():
-    latest = requests_service.search_published(per_page=5)
+    latest = requests_service.search_published(per_page=5, with_total=False)
     return render_template("portal/home.html", latest=latest["items"])
 
 

@@ -5,14 +5,15 @@ import hmac
 import secrets
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, func, select
+from sqlalchemy import text as sql_text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from .. import audit, calendar as cal, clock, db, forms, notifications, projection, redaction, runtime
 from ..accounts import Actor, hash_secret
 from ..errors import Conflict, Forbidden, NotFound, ValidationFailed
-from ..models import AuditEvent, Counter, Request, Unit, WorkflowState
+from ..models import SEARCH_TABLE, AuditEvent, Counter, Request, Unit, WorkflowState
 from . import _common, documents
 from . import attachments as attachments_service
 from ._common import iso
@@ -304,18 +305,50 @@ def rate(code: str, token: str | None, score: Any, comment: Any = None, actor: A
         return {"code": code, "score": score, "comment": request.rating_comment, "rated_at": iso(request.rated_at)}
 
 
-def search_published(q: str | None = None, unit: str | None = None, page: int = 1, per_page: int = 50) -> dict:
-    """Published answers, redacted; every word of ``q`` must appear, ignoring case and diacritics."""
+_SORT_MATCHES = 2000  # at most this many matches are read and sorted; more are found in published order
+
+
+def _escape_like(word: str) -> str:
+    return word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def search_published(q: str | None = None, unit: str | None = None, page: int = 1, per_page: int = 50,
+                     with_total: bool = True) -> dict:
+    """Published answers, redacted; every word of ``q`` must appear, ignoring case and diacritics.
+
+    ``with_total=False`` (the portal's front page, which shows the newest few) skips the count,
+    which at a city's 700,000 published answers costs more than the page itself; ``total`` is None.
+    """
     with db.read_only() as session:
         query = select(Request).where(Request.published_at.is_not(None))
         if unit:
             query = query.where(Request.unit_code == unit)
-        for word in redaction.fold(q).split()[:10]:
-            escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            query = query.where(Request.search_text.like(f"%{escaped}%", escape="\\"))
-        total = _common.count(session, query)
+        words = redaction.fold(q).split()[:10]
+        order = (Request.published_at.desc(), Request.id.desc())
+        if words and db.is_sqlite():
+            # The trigram table holds exactly the published answers, with their unit: the matches
+            # and their count are read from it alone. A word of 3 characters or more is a phrase
+            # of trigrams (a substring match answered from the index); a shorter one, which has
+            # no trigram, is compared with the table's own copy of the text.
+            phrases = ['"' + w.replace('"', '""') + '"' for w in words if len(w) >= 3]
+            found = select(SEARCH_TABLE.c.rowid)
+            if phrases:
+                found = found.where(sql_text("requests_search MATCH :phrases").bindparams(phrases=" AND ".join(phrases)))
+            for word in (w for w in words if len(w) < 3):
+                found = found.where(SEARCH_TABLE.c.search_text.like(f"%{_escape_like(word)}%", escape="\\"))
+            if unit:
+                found = found.where(SEARCH_TABLE.c.unit_code == unit)
+            total = session.execute(select(func.count()).select_from(found.subquery())).scalar_one()
+            # Few matches: read them and sort. Many: walk the newest answers and keep the matching
+            # ones (``id + 0`` keeps SQLite from driving the query from the list of matches).
+            key = Request.id if total <= _SORT_MATCHES else Request.id + 0
+            query = query.where(key.in_(found))
+        else:
+            for word in words:  # on PostgreSQL the pg_trgm GIN index answers these patterns
+                query = query.where(Request.search_text.like(f"%{_escape_like(word)}%", escape="\\"))
+            total = _common.count(session, query) if with_total else None
         rows = session.execute(
-            query.order_by(Request.published_at.desc(), Request.id.desc()).offset((page - 1) * per_page).limit(per_page)
+            query.order_by(*order).offset((page - 1) * per_page).limit(per_page)
         ).scalars().all()
         items = [{
             "code": r.code,

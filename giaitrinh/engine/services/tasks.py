@@ -31,16 +31,23 @@ REFUSAL_GROUNDS = {
 # -- who may see and act --------------------------------------------------------------
 
 
-def _visible_condition(actor: Actor, username=None):
-    """Open tasks the actor may act on: a candidate role in the task's unit, or assigned to them."""
+def _visible_condition(actor: Actor, username=None, status=None):
+    """Tasks the actor may act on: a candidate role in the task's unit, or assigned to them, or
+    a person a supervisor added to the task.
+
+    With ``status``, every alternative carries it, so each can use its own index (status and
+    assignee, status and unit): SQLite's OR optimisation looks at each alternative alone, and
+    with the status outside the OR it would read every open task of the city.
+    """
     who = actor.username if username is None else username
-    conditions = [Task.assignee == who,
-                  Task.id.in_(select(TaskCandidate.task_id).where(TaskCandidate.username == who))]
+    same = [Task.status == status] if status is not None else []
+    conditions = [and_(*same, Task.assignee == who),
+                  and_(*same, Task.id.in_(select(TaskCandidate.task_id).where(TaskCandidate.username == who)))]
     for role, units in actor.roles.items():
         if ALL_UNITS in units:
-            conditions.append(Task.candidate_role == role)
+            conditions.append(and_(*same, Task.candidate_role == role))
         elif units:
-            conditions.append(and_(Task.candidate_role == role, Task.unit_code.in_(sorted(units))))
+            conditions.append(and_(*same, Task.unit_code.in_(sorted(units)), Task.candidate_role == role))
     return or_(*conditions)
 
 
@@ -127,12 +134,14 @@ def _inbox_query(scope: str, roles_key: tuple, by_code: bool, by_step: bool, ove
     the actor's roles and units shape the statement and are part of the key.
     """
     actor = Actor(username="", roles={role: frozenset(units) for role, units in roles_key})
-    query = select(Task).where(Task.status == projection.OPEN_TASK)
+    query = select(Task)
+    if scope == "unit":
+        query = query.where(_visible_condition(actor, bindparam("username"), projection.OPEN_TASK))
+    else:
+        query = query.where(Task.status == projection.OPEN_TASK)
     if scope == "mine":
         query = query.where(Task.assignee == bindparam("username"))
-    elif scope == "unit":
-        query = query.where(_visible_condition(actor, bindparam("username")))
-    else:
+    elif scope == "all":
         condition = _supervised_condition(actor)
         if condition is not None:
             query = query.where(condition)

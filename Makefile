@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ASSETS := node_modules/.installed
 
-.PHONY: run test venv assets browser db demo bench clean
+.PHONY: run test venv assets tools db demo bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,10 +22,12 @@ $(ASSETS): package.json package-lock.json
 
 assets: $(ASSETS)
 
-# The browser tests drive Debian's chromium (never a browser downloaded by a test tool).
-browser:
-	@command -v chromium >/dev/null || apt-get install -y --no-install-recommends chromium \
-	  || (apt-get update && apt-get install -y --no-install-recommends chromium)
+# Debian's chromium for the browser tests (never a browser downloaded by a test tool), and wrk,
+# the HTTP load generator of bench/http_load.py (its smoke run is in the suite).
+tools:
+	@command -v chromium >/dev/null && command -v wrk >/dev/null \
+	  || apt-get install -y --no-install-recommends chromium wrk \
+	  || (apt-get update && apt-get install -y --no-install-recommends chromium wrk)
 
 db: venv
 	$(BIN)/giaitrinh db upgrade
@@ -37,7 +39,7 @@ demo: db assets
 run: demo
 	GIAITRINH_DEV_CLOCK=$${GIAITRINH_DEV_CLOCK:-1} $(BIN)/giaitrinh serve --host 127.0.0.1 --port 8000
 
-test: venv assets browser
+test: venv assets tools
 	$(BIN)/python -m pytest
 
 bench: venv

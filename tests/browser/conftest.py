@@ -1,7 +1,7 @@
 """Browser tests: the real server (``giaitrinh serve``) on a demo database, driven in Debian's chromium.
 
 Playwright (the PyPI package) drives ``/usr/bin/chromium``; no test tool ever downloads a browser.
-``make test`` installs chromium (``make browser``) and bpmn-js (``npm ci``). Without them the
+``make test`` installs chromium (``make tools``) and bpmn-js (``npm ci``). Without them the
 tests are skipped on a developer's machine and fail in CI (CI=true).
 """
 from __future__ import annotations
@@ -88,7 +88,7 @@ def live_server(tmp_path_factory):
 @pytest.fixture(scope="session")
 def browser():
     if not shutil.which(CHROMIUM):
-        _missing(f"{CHROMIUM} is not installed (run `make browser`: apt-get install chromium)")
+        _missing(f"{CHROMIUM} is not installed (run `make tools`: apt-get install chromium)")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:

@@ -173,6 +173,33 @@ def test_who_may_read_a_cases_documents(world, people):
             AuditEvent.action == "personal_data_viewed", AuditEvent.actor == "lanhdao")).scalar_one() == 1
 
 
+def test_designers_and_exporters_never_open_a_case(world, people):
+    """Their roles cover every unit, but neither handles cases: no personal data, no case file."""
+    sub = submit()
+    do(sub["code"], "receive", people["tiepnhan"], {"decision": "accept"})
+    [item] = documents.list_documents(sub["code"], sub["token"])["items"]
+    for who in ("ketnoi", "thietke"):
+        for call in (lambda a: requests.view(sub["code"], None, a),
+                     lambda a: documents.list_documents(sub["code"], actor=a),
+                     lambda a: documents.download(sub["code"], item["id"], "pdf", actor=a),
+                     lambda a: attachments.list_attachments(sub["code"], actor=a),
+                     lambda a: attachments.attach(sub["code"], [("scan.png", png_bytes())], a),
+                     lambda a: supervision.diagram(sub["code"], a)):
+            with pytest.raises((Forbidden, NotFound)):
+                call(people[who])
+
+
+def test_an_official_sending_a_token_is_still_recorded_looking(world, people):
+    sub = submit()
+    do(sub["code"], "receive", people["tiepnhan"], {"decision": "accept"})
+    [item] = documents.list_documents(sub["code"], sub["token"])["items"]
+    documents.download(sub["code"], item["id"], "pdf", "junk", actor=people["chuyenvien"])
+    requests.view(sub["code"], "junk", people["thanhtra"])
+    with db.read_only() as session:
+        seen = session.execute(select(AuditEvent.actor).where(AuditEvent.action == "personal_data_viewed")).scalars()
+        assert sorted(seen) == ["chuyenvien", "thanhtra"]
+
+
 def test_rendering_is_deterministic_and_keeps_the_first_bytes(world, people):
     sub = submit()
     do(sub["code"], "receive", people["tiepnhan"], {"decision": "accept"})

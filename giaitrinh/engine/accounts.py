@@ -64,6 +64,11 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+# The roles that handle cases and may see a case's personal data. Designers shape processes and
+# exporters pull the redacted feed: neither opens a case, whatever units their role covers.
+CASE_ROLES = ("reception", "head", "official", "supervisor", "admin")
+
+
 @dataclass(frozen=True)
 class Actor:
     """Who is acting: a signed-in official, or the system (timers)."""
@@ -91,6 +96,16 @@ class Actor:
     @property
     def is_official(self) -> bool:
         return bool(self.roles)
+
+    @property
+    def handles_cases(self) -> bool:
+        """Holds a role that works on cases somewhere (not only designing processes or exporting)."""
+        return bool(self.units(*CASE_ROLES))
+
+    def handles_cases_of(self, unit: str) -> bool:
+        """May open this unit's cases with their personal data: a case role in the unit (or all)."""
+        units = self.units(*CASE_ROLES)
+        return ALL_UNITS in units or unit in units
 
 
 SYSTEM = Actor("system", "Hệ thống", {})

@@ -338,7 +338,7 @@ def _reports_and_open_data() -> dict:
                            _q("end_date", {"type": "string", "format": "date-time"}),
                            _q("status", {"type": "string", "enum": ["open", "closed", "open,closed"]}),
                            _q("jurisdiction_id", {"type": "string"}),
-                           _q("page", {"type": "integer", "minimum": 1}),
+                           _q("page", {"type": "integer", "minimum": 1, "maximum": 200}),
                            _q("page_size", {"type": "integer", "minimum": 1, "maximum": 1000})],
             "responses": {**_open311(200, {"type": "array", "items": OPEN311_REQUEST}),
                           **_open311(400, OPEN311_ERROR, "Invalid parameter")}}},

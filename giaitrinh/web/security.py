@@ -27,6 +27,10 @@ def _check_csrf() -> None:
             return
         sent = request.headers.get("X-CSRF-Token") or ""
     else:
+        # No session token means no form of ours was ever loaded: refuse before parsing the body
+        # (an upload view allows ~50 MB, and nobody signed-in or not should make us read it for nothing).
+        if not session.get("_csrf"):
+            abort(400, description="Phiên làm việc đã hết hạn hoặc biểu mẫu không hợp lệ (CSRF check failed). Hãy tải lại trang.")
         sent = request.form.get("_csrf") or request.headers.get("X-CSRF-Token") or ""
     expected = session.get("_csrf") or ""
     if not expected or not hmac.compare_digest(sent, expected):

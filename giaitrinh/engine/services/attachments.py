@@ -79,8 +79,8 @@ def _case(session: Session, code: str, token: str | None, actor: Actor | None) -
 
 def attach(code: str, uploads: list[tuple[str | None, bytes]], actor: Actor, note: Any = None) -> list[dict]:
     """An official of the case's unit adds signed scans (or other papers) to the case file."""
-    if not actor.is_official:
-        raise Forbidden("chỉ cán bộ của đơn vị (officials only)")
+    if not actor.handles_cases:
+        raise Forbidden("chỉ cán bộ xử lý hồ sơ của đơn vị (case officials only)")
     if note is not None and (not isinstance(note, str) or len(note) > 500):
         raise ValidationFailed("ghi chú không hợp lệ", {"note": "Tối đa 500 ký tự (at most 500 characters)."})
     note = forms.normalize(note.strip()) if isinstance(note, str) and note.strip() else None
@@ -109,7 +109,7 @@ def download(code: str, attachment_id: Any, token: str | None = None, actor: Act
     """{"content", "mime", "filename", "sha256"}; the bytes are checked against their digest."""
     if not isinstance(attachment_id, int) or not 0 < attachment_id < 2 ** 31:
         raise NotFound("không có tệp này (unknown attachment)")
-    official = actor is not None and actor.is_official and not token
+    official = actor is not None and actor.handles_cases
     with (db.transaction() if official else db.read_only()) as session:
         request = _case(session, code, token, actor)
         row = session.get(Attachment, attachment_id)

@@ -436,7 +436,7 @@ def download(code: str, document_id: Any, fmt: str, token: str | None = None, ac
         rendered = document.pdf_sha256 is not None
     if not rendered:
         _render_and_store(document_id)
-    official = actor is not None and actor.is_official and not token
+    official = actor is not None and actor.handles_cases
     with (db.transaction() if official else db.read_only()) as session:
         request = _case(session, code, token, actor)
         document = session.get(Document, document_id)

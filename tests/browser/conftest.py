@@ -19,17 +19,13 @@ import pytest
 
 from giaitrinh.config import PROJECT_ROOT
 
+from ..components import missing
+
 CHROMIUM = "/usr/bin/chromium"
 # The flags this machine's closed network needs (no background connections to Google's hosts).
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 CLI = str(Path(sys.executable).parent / "giaitrinh")
-
-
-def _missing(why: str) -> None:
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"{why} (CI needs it: browser tests must not skip)")
-    pytest.skip(why)
 
 
 def _free_port() -> int:
@@ -53,7 +49,7 @@ class LiveServer:
 def live_server(tmp_path_factory):
     """``giaitrinh serve`` with the dev clock on a fresh, migrated SQLite database holding the demo."""
     if not (PROJECT_ROOT / "node_modules" / "bpmn-js" / "dist").is_dir():
-        _missing("bpmn-js is not installed (run `make assets`)")
+        missing("bpmn-js is not installed (run `make assets`)")
     home = tmp_path_factory.mktemp("live")
     port = _free_port()
     env = dict(os.environ, DATABASE_URL=f"sqlite:///{home / 'giaitrinh.db'}", GIAITRINH_INSTANCE=str(home),
@@ -88,11 +84,11 @@ def live_server(tmp_path_factory):
 @pytest.fixture(scope="session")
 def browser():
     if not shutil.which(CHROMIUM):
-        _missing(f"{CHROMIUM} is not installed (run `make tools`: apt-get install chromium)")
+        missing(f"{CHROMIUM} is not installed (run `make tools`: apt-get install chromium)")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        _missing("playwright is not installed (run `make venv`)")
+        missing("playwright is not installed (run `make venv`)")
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         yield chromium

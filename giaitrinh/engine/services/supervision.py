@@ -579,15 +579,21 @@ def _notify_urge(session, request: Request, task: Task, actor: Actor, note: str)
         notifications.notify_urge(session, request, username, note, actor.username)
 
 
+def _open_task_to_act_on(session, code: str, actor: Actor, task_id: str | None) -> tuple[Request, Task]:
+    """Reassign, add a candidate, urge: the case locked, the actor a supervisor of its unit, the
+    case still open, and the open task meant (the only one, or ``task_id``)."""
+    request = _common.request_for_update(session, code)
+    _may_suspend(actor, request)
+    if request.closed:
+        raise Conflict("yêu cầu đã kết thúc (request closed)")
+    return request, _open_task(session, request, task_id)
+
+
 def reassign(code: str, actor: Actor, assignee, note, task_id: str | None = None) -> dict:
     """Give an open task to another official who holds its role in its unit; nothing is suspended."""
     note = _reason(note)
     with db.transaction() as session:
-        request = _common.request_for_update(session, code)
-        _may_suspend(actor, request)
-        if request.closed:
-            raise Conflict("yêu cầu đã kết thúc (request closed)")
-        task = _open_task(session, request, task_id)
+        request, task = _open_task_to_act_on(session, code, actor, task_id)
         person = _person(session, assignee, "assignee")
         if not person.has_role(task.candidate_role, task.unit_code):
             raise ValidationFailed("người nhận không có vai trò của công việc này", {
@@ -617,11 +623,7 @@ def add_candidate(code: str, actor: Actor, username, note, task_id: str | None =
     """Let one more official of the unit see and take an open task, beside its role."""
     note = _reason(note)
     with db.transaction() as session:
-        request = _common.request_for_update(session, code)
-        _may_suspend(actor, request)
-        if request.closed:
-            raise Conflict("yêu cầu đã kết thúc (request closed)")
-        task = _open_task(session, request, task_id)
+        request, task = _open_task_to_act_on(session, code, actor, task_id)
         person = _person(session, username, "username")
         if not person.handles_cases_of(task.unit_code):
             raise ValidationFailed("cán bộ thuộc đơn vị khác", {
@@ -642,11 +644,7 @@ def urge(code: str, actor: Actor, note, task_id: str | None = None) -> dict:
     """Đôn đốc: a note to whoever holds the open task, kept in the trail and shown on the task."""
     note = _reason(note)
     with db.transaction() as session:
-        request = _common.request_for_update(session, code)
-        _may_suspend(actor, request)
-        if request.closed:
-            raise Conflict("yêu cầu đã kết thúc (request closed)")
-        task = _open_task(session, request, task_id)
+        request, task = _open_task_to_act_on(session, code, actor, task_id)
         to = task.assignee or f"role:{task.candidate_role}"
         audit.record(session, "urged", actor=actor.username, request_id=request.id, step=task.step, public=False,
                      note=note, after={"task": task.id, "to": to})

@@ -111,8 +111,9 @@ def record(
     event = AuditEvent(**values)
     event.payload_sha256 = values["payload_sha256"] = payload_digest(event)
     event.hash = values["hash"] = compute_hash(event)
-    with session.no_autoflush:
-        event.id = session.execute(_INSERT_EVENT, values).inserted_primary_key[0]
+    # On the session's connection, in its transaction: a plain insert needs none of the ORM's
+    # statement handling (a third of an event's cost through session.execute).
+    event.id = session.connection().execute(_INSERT_EVENT, values).inserted_primary_key[0]
     head.last_hash = event.hash
     head.count += 1
     return event

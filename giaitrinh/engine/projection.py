@@ -53,13 +53,21 @@ def _as_flushed(session: Session, statement, model, request_id: int, keep) -> li
     return [obj for obj in found.values() if keep(obj) and obj not in deleted]
 
 
-def sync(session: Session, request: Request, running: runtime.Running) -> list[Task]:
-    """Bring the request's rows in line with its workflow; returns newly opened tasks."""
+def sync(session: Session, request: Request, running: runtime.Running, new: bool = False) -> list[Task]:
+    """Bring the request's rows in line with its workflow; returns newly opened tasks.
+
+    ``new``: the request was created in this transaction, so it has no rows to read yet.
+    """
     with session.no_autoflush:
-        return _sync(session, request, running)
+        return _sync(session, request, running, new)
 
 
-def _sync(session: Session, request: Request, running: runtime.Running) -> list[Task]:
+def _none(*_args) -> list:
+    return []
+
+
+def _sync(session: Session, request: Request, running: runtime.Running, new: bool) -> list[Task]:
+    existing = _none if new else _as_flushed
     now = clock.now()
     manifest = running.manifest
     wf = running.workflow
@@ -69,7 +77,7 @@ def _sync(session: Session, request: Request, running: runtime.Running) -> list[
     due_by_task: dict[str, datetime] = {}
     existing_jobs = {
         j.spiff_task_id: j
-        for j in _as_flushed(session, _WAITING_TIMER_JOBS, Job, request.id,
+        for j in existing(session, _WAITING_TIMER_JOBS, Job, request.id,
                              lambda j: j.kind == "timer" and j.status in ("waiting", "paused"))
     }
     for timer in timers:
@@ -91,7 +99,7 @@ def _sync(session: Session, request: Request, running: runtime.Running) -> list[
     ready = {str(t.id): t for t in runtime.ready_human_tasks(wf)}
     rows = {
         t.id: t
-        for t in _as_flushed(session, _OPEN_TASKS, Task, request.id, lambda t: t.status == OPEN_TASK)
+        for t in existing(session, _OPEN_TASKS, Task, request.id, lambda t: t.status == OPEN_TASK)
     }
     opened: list[Task] = []
     open_rows: dict[str, Task] = {}  # the row of every ready task, read or just added
@@ -121,7 +129,7 @@ def _sync(session: Session, request: Request, running: runtime.Running) -> list[
         row.completed_at = now
 
     # The request itself.
-    status, data, main_ended = runtime.current_position(running)
+    status, data, main_ended = running.position = runtime.current_position(running)
     if status:
         request.status = status
     deadlines = {k: v for k, v in (data.get("deadlines") or {}).items() if isinstance(v, str)}

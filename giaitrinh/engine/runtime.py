@@ -144,6 +144,9 @@ class Running:
     workflow: BpmnWorkflow
     manifest: dict
     sha256: str | None = None  # of the definition it runs, so a saved object can be kept
+    # current_position as the projection last wrote it: valid until the workflow runs again,
+    # which never happens once it is saved (services._common.save_running).
+    position: tuple[str | None, dict, bool] | None = None
 
 
 def start(definition, data: dict, calendar: cal.WorkingCalendar) -> Running:

@@ -118,7 +118,7 @@ def fire_job(job_id: int, fence: int | None = None) -> bool:
                 return False
             job.fired_at = now
             _common.save_running(session, request, running, state)
-            status, data, main_ended = runtime.current_position(running)
+            status, data, main_ended = running.position
             _common.apply_status_effects(session, request, before, data, main_ended)
             audit.record(session, "timer_fired", actor="system", request_id=request.id, step=job.step, public=False,
                          after={"job": job.id, "due_at": _common.iso(job.due_at), "status": request.status})

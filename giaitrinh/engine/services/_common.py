@@ -259,12 +259,10 @@ def apply_status_effects(session: Session, request: Request, old_status: str, da
         record_acknowledgement(session, request, new, data)
     if new in ("explained", "published") and request.explained_at is None:
         request.explained_at = now
+        # Two columns, not Task entities: the rows are only read, and entities cost a flush check each.
         minutes = [
-            {"at": iso(t.completed_at), "minutes": (t.data or {}).get("minutes")}
-            for t in session.execute(
-                select(Task).where(Task.request_id == request.id, Task.step == "dialogue", Task.status == "completed")
-                .order_by(Task.completed_at)
-            ).scalars()
+            {"at": iso(completed_at), "minutes": (data or {}).get("minutes")}
+            for completed_at, data in session.execute(_DIALOGUE_MINUTES, {"request_id": request.id})
         ]
         explanation = dict(data.get("explanation") or {})
         explanation["minutes"] = minutes
@@ -283,6 +281,10 @@ def apply_status_effects(session: Session, request: Request, old_status: str, da
         request.deadline_at = None
         request.overdue = False
 
+
+_DIALOGUE_MINUTES = (select(Task.completed_at, Task.data)
+                     .where(Task.request_id == bindparam("request_id"), Task.step == "dialogue",
+                            Task.status == "completed").order_by(Task.completed_at))
 
 _DECISIONS = {"accepted": "accept", "refused": "refuse", "redirected": "redirect"}
 
@@ -344,9 +346,12 @@ def record_personal_data_view(session: Session, request: Request, actor, where: 
                      after={"where": where})
 
 
+_ACTIVE_RULES = (select(RedactionRule.pattern, RedactionRule.is_regex)
+                 .where(RedactionRule.active.is_(True)).order_by(RedactionRule.id))
+
+
 def redaction_rules(session: Session) -> list[redaction.Rule]:
-    return [redaction.Rule(r.pattern, r.is_regex) for r in session.execute(
-        select(RedactionRule).where(RedactionRule.active.is_(True)).order_by(RedactionRule.id)).scalars()]
+    return [redaction.Rule(pattern, is_regex) for pattern, is_regex in session.execute(_ACTIVE_RULES)]
 
 
 def publication(session: Session, request: Request) -> dict:

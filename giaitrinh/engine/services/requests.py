@@ -132,7 +132,7 @@ def submit(payload: Any, actor: Actor | None = None, attachments: list | None = 
         data = {"periods": definition.manifest["periods"], "deadlines": {}, "extensions_used": 0,
                 "request": {"code": code, "unit": unit_code}}
         running = runtime.start(definition, data, cal.load_calendar(session))
-        projection.sync(session, request, running)
+        projection.sync(session, request, running, new=True)
         text = runtime.dump(running)
         state = WorkflowState(request_id=request.id, definition_id=definition.id, state=text)
         session.add(state)

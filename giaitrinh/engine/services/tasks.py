@@ -111,11 +111,10 @@ def list_tasks(actor: Actor, scope: str = "unit", request_code: str | None = Non
     roles_key = tuple(sorted((role, tuple(sorted(units))) for role, units in actor.roles.items()))
     overdue = True if overdue is True else False if overdue is False else None
     query = _inbox_query(scope, roles_key, bool(request_code), bool(step), overdue)
-    params = {"username": actor.username, "request_code": request_code, "step": step, "now": now}
+    params = {"username": actor.username, "request_code": request_code, "step": step, "now": now,
+              "offset": (page - 1) * per_page, "limit": per_page}
     with db.read_only() as session:
-        rows = session.execute(
-            query.order_by(*_URGENCY).offset((page - 1) * per_page).limit(per_page), params
-        ).scalars().all()
+        rows = session.execute(_page_of(query), params).scalars().all()
         if 0 < len(rows) < per_page or (page == 1 and not rows):
             # The last page, read in the same snapshot: the total needs no second query.
             total = (page - 1) * per_page + len(rows)
@@ -128,6 +127,12 @@ def list_tasks(actor: Actor, scope: str = "unit", request_code: str | None = Non
 
 
 _URGENCY = (Task.due_at.is_(None), Task.due_at, Task.created_at, Task.id)
+
+
+@lru_cache(maxsize=512)
+def _page_of(query):
+    """One page of an inbox statement, page and size as bind parameters: one statement per shape."""
+    return query.order_by(*_URGENCY).offset(bindparam("offset")).limit(bindparam("limit"))
 
 
 @lru_cache(maxsize=512)
@@ -399,7 +404,7 @@ def complete(task_id: str, data: Any, actor: Actor) -> dict:
         # that meets a concurrent writer is the same 409.
         with _common.stale_is_conflict():
             opened = _common.save_running(session, request, running, state, flush_now=False)
-            status, wf_data, main_ended = runtime.current_position(running)
+            status, wf_data, main_ended = running.position
             _common.apply_status_effects(session, request, before, wf_data if status else filled, main_ended)
             if task.step.startswith("escalate"):
                 for escalation in session.execute(

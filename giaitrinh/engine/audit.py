@@ -10,6 +10,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import select
@@ -21,13 +22,13 @@ from .models import AuditEvent, AuditHead
 GENESIS = "0" * 64
 
 
-def payload_digest(event: AuditEvent) -> str:
+def payload_digest(event) -> str:
     """The digest of what an event says (note, before, after): scheme 2 chains this."""
     body = {"note": event.note, "before": event.before, "after": event.after}
     return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
 
 
-def _canonical(event: AuditEvent) -> bytes:
+def _canonical(event) -> bytes:
     body = {
         "request_id": event.request_id,
         "at": event.at.isoformat(),
@@ -44,7 +45,8 @@ def _canonical(event: AuditEvent) -> bytes:
     return json.dumps(body, sort_keys=True, ensure_ascii=False, default=str).encode()
 
 
-def compute_hash(event: AuditEvent) -> str:
+def compute_hash(event) -> str:
+    """The chained hash of an event: an ``AuditEvent`` row, or the namespace ``record`` hashes."""
     return hashlib.sha256(_canonical(event)).hexdigest()
 
 
@@ -85,13 +87,14 @@ def record(
     after: dict[str, Any] | None = None,
     public: bool = True,
     at: datetime | None = None,
-) -> AuditEvent:
+) -> SimpleNamespace:
     """Append one event in the caller's transaction.
 
     The row is inserted at once with a plain INSERT, not added to the session: it is never
     changed afterwards, so the unit of work has nothing to track, and the stored before/after
     are exactly what was hashed even if the caller's dicts change later in the transaction.
-    The returned event is that row's content (not attached to the session).
+    The returned event is that row's content, attribute for attribute, as a plain namespace:
+    building an ORM instance only to hash it was a fifth of an event's cost.
     """
     head = _locked_head(session)
     when = (at or clock.now()).astimezone(timezone.utc)
@@ -108,7 +111,7 @@ def record(
         prev_hash=head.last_hash,
         hash_scheme=2,
     )
-    event = AuditEvent(**values)
+    event = SimpleNamespace(**values)
     event.payload_sha256 = values["payload_sha256"] = payload_digest(event)
     event.hash = values["hash"] = compute_hash(event)
     # On the session's connection, in its transaction: a plain insert needs none of the ORM's

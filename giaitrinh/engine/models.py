@@ -13,6 +13,7 @@ from typing import Any, Optional
 
 from sqlalchemy import (
     JSON,
+    false,
     Boolean,
     Date,
     DateTime,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -200,6 +202,11 @@ class Request(Base):
     # suspensions included), and the days it took from the acceptance, suspended days left out.
     explain_due_at: Mapped[Optional[datetime]]
     explain_days: Mapped[Optional[int]]
+    # Supervision's "stuck" facts (engine/attention.py keeps them in step with the task and job
+    # rows, in the same transaction): the earliest due time of the open tasks, and whether work
+    # is pending (an open task, an unfinished job, or the case waits for the requester).
+    task_due_at: Mapped[Optional[datetime]]
+    work_pending: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class WorkflowState(Base):
@@ -416,6 +423,17 @@ class Notification(Base):
 
 # The "no activity for N working days" stuck reason reads this over open cases.
 Index("ix_requests_open_activity", Request.closed, Request.last_activity_at)
+
+# Everything "stuck now" tests, for the live cases only (open, not suspended), city-wide or per
+# unit: a count of the stuck cases reads this index alone (engine/attention.py). The columns of
+# its condition come last: SQLite reads neither from a partial index's condition, so without
+# them it is not covering; placed first, the planner (stat1 has no histogram) takes it for the
+# lists too and sorts every stuck case instead of reading ix_requests_list in order.
+LIVE_CASE_SQL = {"sqlite": "closed = 0 AND suspended_at IS NULL",
+                 "postgresql": "closed = false AND suspended_at IS NULL"}
+Index("ix_requests_attention", Request.unit_code, Request.task_due_at, Request.last_activity_at,
+      Request.work_pending, Request.closed, Request.suspended_at, sqlite_where=text(LIVE_CASE_SQL["sqlite"]),
+      postgresql_where=text(LIVE_CASE_SQL["postgresql"]))
 
 
 class TaskCandidate(Base):

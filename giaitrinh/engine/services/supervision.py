@@ -7,9 +7,9 @@ from datetime import date, datetime, time, timedelta
 from uuid import uuid4
 
 from sqlalchemy import and_, case, exists, func, not_, or_, select
-from sqlalchemy.orm import joinedload, load_only
+from sqlalchemy.orm import aliased, joinedload, load_only
 
-from .. import audit, calendar as cal, clock, db, forms, jobs, notifications, runtime
+from .. import attention, audit, calendar as cal, clock, db, forms, jobs, notifications, runtime
 from ..accounts import ALL_UNITS, Actor, actor_by_username
 from ..errors import Conflict, Forbidden, NotFound, ServiceError, ValidationFailed
 from ..models import (AuditEvent, Escalation, Job, Membership, Request, SavedFilter, Setting, Task, TaskCandidate,
@@ -132,19 +132,37 @@ def inactive_cutoff(calendar: cal.WorkingCalendar, now: datetime, days: int) -> 
 
 
 def _reason_conditions(now: datetime, cutoff: datetime) -> dict:
-    """One SQL condition per stuck reason, each an EXISTS on an indexed column or a column test."""
-    has_task = exists().where(Task.request_id == Request.id, Task.status == "open")
-    has_job = exists().where(Job.request_id == Request.id, Job.status.in_(("waiting", "paused")))
+    """One SQL condition per stuck reason, on columns of the live case's row (engine/attention.py).
+
+    Each is true or false, never NULL, so that "not stuck" is exactly the rest; none reads the
+    request's other columns, so a count of stuck cases reads ix_requests_attention alone. An
+    incident is read from the jobs (few, from their index), and so is "nothing waits" for a
+    case with one, since its failed job counts as pending work in ``work_pending``.
+    """
     return {
-        "task_overdue": exists().where(Task.request_id == Request.id, Task.status == "open", Task.due_at < now),
-        "incident": exists().where(Job.request_id == Request.id, Job.status == "incident"),
-        "no_work": and_(not_(has_task), not_(has_job), Request.status != "needs_info"),
+        "task_overdue": and_(Request.task_due_at.is_not(None), Request.task_due_at < now),
+        "incident": Request.id.in_(attention.incident_cases()),
+        "no_work": or_(Request.work_pending.is_(False), Request.id.in_(_idle_incident_cases())),
         "inactive": Request.last_activity_at < cutoff,
     }
 
 
+def _idle_incident_cases():
+    """Cases with an incident and nothing else that waits: no open task, no waiting or paused
+    job, and not waiting for the requester."""
+    case_ = aliased(Request)
+    return (select(Job.request_id).join(case_, case_.id == Job.request_id)
+            .where(Job.status == "incident", case_.status != "needs_info",
+                   not_(exists().where(Task.request_id == Job.request_id, Task.status == "open")),
+                   not_(exists().where(Job2.request_id == Job.request_id, Job2.status.in_(("waiting", "paused"))))))
+
+
+Job2 = aliased(Job)
+
+
 def _live_case():
-    return and_(Request.closed.is_(False), Request.suspended_at.is_(None))
+    # Written as ix_requests_attention's condition (models.LIVE_CASE_SQL), so the planner may use it.
+    return and_(Request.closed == False, Request.suspended_at.is_(None))  # noqa: E712
 
 
 def _stuck_condition(now: datetime, cutoff: datetime | None = None, reason: str | None = None):

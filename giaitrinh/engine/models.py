@@ -148,8 +148,11 @@ class Request(Base):
         # Reports: a unit's cases by the month they were received, and its ratings.
         Index("ix_requests_unit_received", "unit_code", "received_at"),
         Index("ix_requests_unit_rated", "unit_code", "rated_at"),
-        # Supervision's counts of open and overdue cases, city-wide or for a unit, from the index alone.
-        Index("ix_requests_open_unit", "closed", "unit_code", "overdue"),
+        # Supervision's counts of open, overdue and due-soon cases, city-wide or for a unit, from the index alone.
+        Index("ix_requests_open_unit", "closed", "unit_code", "overdue", "deadline_at"),
+        # The dashboard's figures of the month: cases explained (on time, days taken) and acknowledged.
+        Index("ix_requests_explained", "explained_at", "unit_code", "acknowledged_at"),
+        Index("ix_requests_acknowledged", "acknowledged_at", "unit_code", "received_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -599,6 +602,8 @@ Index("ix_requests_unit_list", Request.unit_code, Request.closed, Request.deadli
 Index("ix_requests_status_list", Request.status, Request.closed, Request.deadline_at.is_(None),
       Request.deadline_at, Request.id.desc())
 Index("ix_escalations_list", Escalation.resolved_at.is_not(None), Escalation.raised_at.desc(), Escalation.id.desc())
+# The dashboard's escalated cases per unit: each unresolved escalation's case, from the index alone.
+Index("ix_escalations_open", Escalation.resolved_at, Escalation.request_id)
 Index("ix_escalations_unit_list", Escalation.unit_code, Escalation.resolved_at.is_not(None),
       Escalation.raised_at.desc(), Escalation.id.desc())
 

@@ -1,4 +1,4 @@
-"""The supervisors' "stuck" facts on the request row, and an index of the live cases that holds them.
+"""The supervisors' "stuck" facts on the request row, and the indexes the supervisors' dashboard reads.
 
 - ``requests.task_due_at``: the earliest due time of the case's open tasks;
 - ``requests.work_pending``: an open task, an unfinished job (waiting, paused or failed), or the
@@ -6,6 +6,10 @@
 - ``ix_requests_attention`` (unit, task_due_at, last_activity_at, work_pending, closed,
   suspended_at) over the open, not suspended cases only: "stuck now" is a test on this index
   alone (engine/attention.py; why the columns come in this order: engine/models.py).
+- the dashboard's per-unit figures from indexes alone: ``ix_requests_open_unit`` gains
+  ``deadline_at`` (due-soon counts), ``ix_requests_explained`` and ``ix_requests_acknowledged``
+  (the month's explanations and acknowledgements: each had read all 1.1 million rows), and
+  ``ix_escalations_open`` (resolved_at, request_id) for the escalated cases per unit.
 
 The backfill computes both from the task and job rows, writing only the rows whose value is not
 the default (those with an open task or an unfinished job, or waiting for the requester: in
@@ -45,9 +49,19 @@ def upgrade() -> None:
     op.create_index("ix_requests_attention", "requests",
                     ["unit_code", "task_due_at", "last_activity_at", "work_pending", "closed", "suspended_at"],
                     sqlite_where=sa.text(LIVE_CASE["sqlite"]), postgresql_where=sa.text(LIVE_CASE["postgresql"]))
+    op.drop_index("ix_requests_open_unit", table_name="requests")
+    op.create_index("ix_requests_open_unit", "requests", ["closed", "unit_code", "overdue", "deadline_at"])
+    op.create_index("ix_requests_explained", "requests", ["explained_at", "unit_code", "acknowledged_at"])
+    op.create_index("ix_requests_acknowledged", "requests", ["acknowledged_at", "unit_code", "received_at"])
+    op.create_index("ix_escalations_open", "escalations", ["resolved_at", "request_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_escalations_open", table_name="escalations")
+    op.drop_index("ix_requests_acknowledged", table_name="requests")
+    op.drop_index("ix_requests_explained", table_name="requests")
+    op.drop_index("ix_requests_open_unit", table_name="requests")
+    op.create_index("ix_requests_open_unit", "requests", ["closed", "unit_code", "overdue"])
     op.drop_index("ix_requests_attention", table_name="requests")
     for name in ("work_pending", "task_due_at"):
         if op.get_context().dialect.name == "sqlite":

@@ -141,8 +141,8 @@ def _reason_conditions(now: datetime, cutoff: datetime) -> dict:
     """
     return {
         "task_overdue": and_(Request.task_due_at.is_not(None), Request.task_due_at < now),
-        "incident": Request.id.in_(attention.incident_cases()),
-        "no_work": or_(Request.work_pending.is_(False), Request.id.in_(_idle_incident_cases())),
+        "incident": Request.id.in_(_INCIDENT_CASES),
+        "no_work": or_(Request.work_pending.is_(False), Request.id.in_(_IDLE_INCIDENT_CASES)),
         "inactive": Request.last_activity_at < cutoff,
     }
 
@@ -150,14 +150,17 @@ def _reason_conditions(now: datetime, cutoff: datetime) -> dict:
 def _idle_incident_cases():
     """Cases with an incident and nothing else that waits: no open task, no waiting or paused
     job, and not waiting for the requester."""
-    case_ = aliased(Request)
+    case_, other_job = aliased(Request), aliased(Job)
     return (select(Job.request_id).join(case_, case_.id == Job.request_id)
             .where(Job.status == "incident", case_.status != "needs_info",
                    not_(exists().where(Task.request_id == Job.request_id, Task.status == "open")),
-                   not_(exists().where(Job2.request_id == Job.request_id, Job2.status.in_(("waiting", "paused"))))))
+                   not_(exists().where(other_job.request_id == Job.request_id,
+                                       other_job.status.in_(("waiting", "paused"))))))
 
 
-Job2 = aliased(Job)
+# Built once: they do not depend on the instant, and aliasing costs more than running them.
+_INCIDENT_CASES = attention.incident_cases()
+_IDLE_INCIDENT_CASES = _idle_incident_cases()
 
 
 def _live_case():

@@ -4,8 +4,8 @@ Taking 1.1 million requests through the services would take hours, so the rows a
 cloned from real ones: ``giaitrinh seed-demo`` runs once on a scratch SQLite file
 (through the services, so every stage of the lifecycle has a real request with its
 real projection), and each generated request copies one of those templates as
-``projection.sync`` and the services wrote it: the same columns, statuses, deadlines,
-open tasks, waiting jobs, escalations and audit events, with its own id, code, unit,
+``projection.sync`` and the services wrote it: the same columns (the supervisors' stuck facts
+too), statuses, deadlines, open tasks, waiting jobs, escalations and audit events, with its own id, code, unit,
 requester, subject and times (every timestamp and deadline moved by the same offset).
 A published request gets its published text and the diacritic-free ``search_text``
 the publisher writes. An open request also gets its ``workflow_states`` row: the
@@ -55,7 +55,10 @@ from giaitrinh.engine.models import (  # noqa: E402
     AuditEvent, AuditHead, Counter, Escalation, Job, Membership, Request, Setting, Task, Unit, User, WorkflowState,
 )
 
-VERSION = "2"  # bump when the generator changes: cached databases of another version are rebuilt
+# Bump when the generator changes: cached databases of another version are rebuilt.
+# 3: the requests' stuck facts (task_due_at, work_pending: migration 0009), copied from the template
+# like every other column of the projection (task_due_at moved with the tasks' due times).
+VERSION = "3"
 MARKER = "bench_dataset"
 CACHE = Path(os.environ.get("GIAITRINH_BENCH_CACHE", ROOT / "instance" / "bench"))
 BATCH = 5000

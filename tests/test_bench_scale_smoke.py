@@ -45,17 +45,25 @@ def test_dataset_is_generated_once_with_real_rows(cache):
         task_ids = [r[0] for r in conn.execute(text("SELECT id FROM tasks"))]
         own_state = conn.execute(text("SELECT count(*) FROM tasks t JOIN workflow_states w ON w.request_id = t.request_id "
                                       "WHERE instr(w.state, t.id) > 0")).scalar_one()
+        # The supervisors' stuck facts say what the generated task and job rows say (engine/attention.py).
+        wrong_facts = conn.execute(text(
+            "SELECT count(*) FROM requests r WHERE r.task_due_at IS NOT (SELECT min(due_at) FROM tasks t "
+            "WHERE t.request_id = r.id AND t.status = 'open') OR r.work_pending != (EXISTS (SELECT 1 FROM tasks t "
+            "WHERE t.request_id = r.id AND t.status = 'open') OR EXISTS (SELECT 1 FROM jobs j WHERE j.request_id = r.id "
+            "AND j.status IN ('waiting', 'paused', 'incident')) OR r.status = 'needs_info')")).scalar_one()
+        dated = conn.execute(text("SELECT count(*) FROM requests WHERE task_due_at IS NOT NULL")).scalar_one()
     engine.dispose()
     assert (closed, open_) == (60, 40) and states == 40 and orphans == 0
     assert published[0] > 0 and published[1] == 0
     assert len(set(task_ids)) == len(task_ids) and own_state == len(task_ids)  # each task is in its own workflow
+    assert wrong_facts == 0 and dated > 0
 
 
 def test_inbox_benchmark(cache):
     figures = run_bench("inbox.py", [*SMALL, "--calls", "5"], cache)
     assert figures["bench"] == "inbox" and figures["db"] == "sqlite"
     assert (figures["closed"], figures["open"], figures["units"], figures["calls"]) == (60, 40, 3, 5)
-    for name in ("inbox_mine", "inbox_unit", "dashboard_unit", "dashboard_city", "search"):
+    for name in ("inbox_mine", "inbox_unit", "dashboard_unit", "dashboard_city", "board_unit", "board_city", "search"):
         assert 0 < figures[f"{name}_p50_ms"] <= figures[f"{name}_p95_ms"] <= figures[f"{name}_max_ms"], name
 
 

@@ -10,6 +10,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.orm import Session, sessionmaker
 
+from . import attention  # noqa: F401 - every session keeps the requests' stuck facts in step
+
 _engine: Engine | None = None
 _session_factory: sessionmaker[Session] | None = None
 _reader_factory: sessionmaker[Session] | None = None

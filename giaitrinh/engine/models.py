@@ -13,6 +13,7 @@ from typing import Any, Optional
 
 from sqlalchemy import (
     JSON,
+    false,
     Boolean,
     Date,
     DateTime,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -146,8 +148,13 @@ class Request(Base):
         # Reports: a unit's cases by the month they were received, and its ratings.
         Index("ix_requests_unit_received", "unit_code", "received_at"),
         Index("ix_requests_unit_rated", "unit_code", "rated_at"),
-        # Supervision's counts of open and overdue cases, city-wide or for a unit, from the index alone.
-        Index("ix_requests_open_unit", "closed", "unit_code", "overdue"),
+        # Supervision's counts of open, overdue and due-soon cases, city-wide or for a unit, from the index alone.
+        Index("ix_requests_open_unit", "closed", "unit_code", "overdue", "deadline_at"),
+        # The dashboard's figures of the month: cases explained (on time, days taken) and acknowledged.
+        Index("ix_requests_explained", "explained_at", "unit_code", "acknowledged_at"),
+        Index("ix_requests_acknowledged", "acknowledged_at", "unit_code", "received_at"),
+        # A unit's published answers, newest first (the search, read in that order).
+        Index("ix_requests_unit_published", "unit_code", "published_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -200,6 +207,11 @@ class Request(Base):
     # suspensions included), and the days it took from the acceptance, suspended days left out.
     explain_due_at: Mapped[Optional[datetime]]
     explain_days: Mapped[Optional[int]]
+    # Supervision's "stuck" facts (engine/attention.py keeps them in step with the task and job
+    # rows, in the same transaction): the earliest due time of the open tasks, and whether work
+    # is pending (an open task, an unfinished job, or the case waits for the requester).
+    task_due_at: Mapped[Optional[datetime]]
+    work_pending: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class WorkflowState(Base):
@@ -417,6 +429,18 @@ class Notification(Base):
 # The "no activity for N working days" stuck reason reads this over open cases.
 Index("ix_requests_open_activity", Request.closed, Request.last_activity_at)
 
+# Everything "stuck now" tests, for the live cases only (open, not suspended), city-wide or per
+# unit: a count of the stuck cases reads this index alone (engine/attention.py). The columns of
+# its condition come last: SQLite reads neither from a partial index's condition, so without
+# them it is not covering; placed first, the planner (stat1 has no histogram) takes it for the
+# lists too and sorts every stuck case instead of reading ix_requests_list in order.
+LIVE_CASE_SQL = {"sqlite": "closed = 0 AND suspended_at IS NULL",
+                 "postgresql": "closed = false AND suspended_at IS NULL"}
+Index("ix_requests_attention", Request.unit_code, Request.task_due_at, Request.last_activity_at,
+      Request.work_pending, Request.closed, Request.suspended_at, sqlite_where=text(LIVE_CASE_SQL["sqlite"]),
+      postgresql_where=text(LIVE_CASE_SQL["postgresql"]),
+      postgresql_include=["id"])  # the incident test reads the id (SQLite's rowid is in every index)
+
 
 class TaskCandidate(Base):
     """A person added to an open task beside its candidate role (supervisors' "add a candidate").
@@ -581,6 +605,8 @@ Index("ix_requests_unit_list", Request.unit_code, Request.closed, Request.deadli
 Index("ix_requests_status_list", Request.status, Request.closed, Request.deadline_at.is_(None),
       Request.deadline_at, Request.id.desc())
 Index("ix_escalations_list", Escalation.resolved_at.is_not(None), Escalation.raised_at.desc(), Escalation.id.desc())
+# The dashboard's escalated cases per unit: each unresolved escalation's case, from the index alone.
+Index("ix_escalations_open", Escalation.resolved_at, Escalation.request_id)
 Index("ix_escalations_unit_list", Escalation.unit_code, Escalation.resolved_at.is_not(None),
       Escalation.raised_at.desc(), Escalation.id.desc())
 

@@ -1,0 +1,156 @@
+"""What the supervisors' "stuck" list reads, kept on the request row in step with the case's rows.
+
+An open, not suspended case is stuck (``services.supervision.STUCK_REASONS``) when it has an
+open task past its due time, a job that failed its retries (an incident), nothing that will
+move it (no open task, no waiting or paused timer, and not waiting for the requester), or no
+activity for N working days. Deciding the first three from the task and job rows takes a
+look-up per open case: about 750 ms for a city's 100,000 open cases, for each count and each
+list. So the request row carries two typed facts, written in the same transaction as the rows
+they summarise:
+
+- ``task_due_at``: the earliest due time of the case's open tasks (None when no open task
+  is dated): "an open task is past due" is ``task_due_at < now``;
+- ``work_pending``: the case has an open task, an unfinished job (waiting, paused, or
+  failed: an incident), or waits for the requester's information; "nothing will move it"
+  is its negation (false, the default, for every closed case).
+
+and "stuck now" is a test on columns of one partial index of the live cases (``ix_requests_attention``),
+with ``now`` and the inactivity cutoff computed in Python (``supervision``). Incidents are
+read from the jobs themselves (``incident_cases``): they are few, and the scheduler marks a
+job failed holding only the job's row lock, so keeping a flag on the request there would take
+the request's lock after the job's, against the lock order every other writer follows. For the
+same reason ``work_pending`` counts a failed job as unfinished: a job moving between waiting,
+paused and failed never changes it. Only a case with an incident is judged "nothing waits"
+from its rows (``supervision``), the way it always was.
+
+How the facts stay true: after every flush that inserts or deletes a task or a job, changes a
+task's status or due time, moves a job into or out of the unfinished statuses, or changes a
+request's status, one UPDATE recomputes them for the cases concerned from their rows as they
+now stand (``refresh``), inside the same transaction, whichever use case wrote the rows. Those
+writers all hold the request's row lock already. Code that writes task or job rows with Core
+statements, outside the ORM's unit of work, calls ``refresh(session, request_ids)`` itself.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import bindparam, event, exists, func, inspect, or_, select, update
+from sqlalchemy.orm import Session
+
+from .models import Job, Request, Task
+
+OPEN_TASK = "open"
+# A job in one of these still has something to do (a failed one waits for a supervisor's retry).
+UNFINISHED_JOBS = ("waiting", "paused", "incident")
+WAITS_FOR_REQUESTER = "needs_info"
+FACTS = ("task_due_at", "work_pending")
+
+
+def _requests_columns():
+    return Request.__table__.c
+
+
+def _refresh_statement():
+    r = _requests_columns()
+    tasks, jobs = Task.__table__.c, Job.__table__.c
+    open_task = exists().where(tasks.request_id == r.id, tasks.status == OPEN_TASK)
+    unfinished_job = exists().where(jobs.request_id == r.id, jobs.status.in_(UNFINISHED_JOBS))
+    return (update(Request.__table__).where(r.id.in_(bindparam("ids", expanding=True)))
+            .values(task_due_at=select(func.min(tasks.due_at))
+                    .where(tasks.request_id == r.id, tasks.status == OPEN_TASK).scalar_subquery(),
+                    work_pending=or_(open_task, unfinished_job, r.status == WAITS_FOR_REQUESTER)))
+
+
+# Built once: building a statement costs more than SQLite running it.
+_REFRESH = _refresh_statement()
+
+
+def refresh(session: Session, request_ids: Iterable[int]) -> None:
+    """Recompute the facts of these cases from their task and job rows as the transaction sees them.
+
+    Objects of these requests the session holds forget the old values (read again if asked).
+    """
+    _refresh(session, request_ids, in_flush=False)
+
+
+def _refresh(session: Session, request_ids: Iterable[int], in_flush: bool) -> None:
+    ids = sorted({i for i in request_ids if i is not None})
+    if not ids:
+        return
+    session.connection().execute(_REFRESH, {"ids": ids})
+    for request_id in ids:
+        held = session.identity_map.get(session.identity_key(Request, (request_id,)))
+        if held is None:
+            continue
+        if in_flush:  # expired once the flush has settled the object's state
+            session.info.setdefault(_EXPIRE, []).append(held)
+        else:
+            session.expire(held, FACTS)
+
+
+def incident_cases():
+    """The ids of the cases with a job that failed its retries (few: read from the jobs' index)."""
+    return select(Job.request_id).where(Job.status == "incident", Job.request_id.is_not(None))
+
+
+# -- keeping them true: the flush hook ---------------------------------------------------------
+
+_EXPIRE = "giaitrinh_attention_expire"
+
+
+def _changed(obj, *names: str) -> bool:
+    attrs = inspect(obj).attrs
+    return any(attrs[name].history.has_changes() for name in names)
+
+
+def _job_moved(job: Job) -> bool:
+    """The job entered or left the unfinished statuses (or moved to another case)."""
+    if _changed(job, "request_id"):
+        return True
+    history = inspect(job).attrs.status.history
+    if not history.has_changes():
+        return False
+    before = history.deleted[0] if history.deleted else None
+    return (before in UNFINISHED_JOBS) != (job.status in UNFINISHED_JOBS)
+
+
+def concerned(session: Session) -> set[int]:
+    """The cases whose facts this flush may change (called before the flush's changes are final)."""
+    ids: set[int] = set()
+    for obj in session.new:
+        if isinstance(obj, (Task, Job)):
+            ids.add(obj.request_id)
+        elif isinstance(obj, Request):
+            ids.add(obj.id)
+    for obj in session.deleted:
+        if isinstance(obj, (Task, Job)):
+            ids.add(obj.request_id)
+    for obj in session.dirty:
+        if isinstance(obj, Task):
+            if _changed(obj, "status", "due_at", "request_id"):
+                ids.add(obj.request_id)
+                if _changed(obj, "request_id"):
+                    ids.update(v for v in inspect(obj).attrs.request_id.history.deleted)
+        elif isinstance(obj, Job):
+            if _job_moved(obj):
+                ids.add(obj.request_id)
+                ids.update(v for v in inspect(obj).attrs.request_id.history.deleted)
+        elif isinstance(obj, Request) and _changed(obj, "status"):
+            ids.add(obj.id)
+    ids.discard(None)
+    return ids
+
+
+@event.listens_for(Session, "after_flush")
+def _after_flush(session: Session, _context) -> None:
+    # The rows are written, the history of this flush is still readable.
+    ids = concerned(session)
+    if ids:
+        _refresh(session, ids, in_flush=True)
+
+
+@event.listens_for(Session, "after_flush_postexec")
+def _forget_old_values(session: Session, _context) -> None:
+    for held in session.info.pop(_EXPIRE, ()):
+        if inspect(held).persistent:
+            session.expire(held, FACTS)

@@ -1,0 +1,149 @@
+"""The stuck list from the request row's facts (engine/attention.py) says exactly what the task and
+job rows say, through suspension and resumption, incidents and retries, timers firing,
+reassignment, the requester's missing information, termination and rows changed by hand."""
+from __future__ import annotations
+
+from sqlalchemy import and_, exists, func, not_, or_, select
+
+from giaitrinh.engine import attention, calendar as cal, clock, db, timers
+from giaitrinh.engine.models import Job, Request, Task
+from giaitrinh.engine.services import requests, supervision
+
+from .helpers import EXPLANATION, do, submit, to_explain
+from .test_supervision import make_incident, make_user
+
+REASONS = tuple(supervision.STUCK_REASONS)
+
+
+def old_reasons(now, cutoff) -> dict[str, set[str]]:
+    """Every case's stuck reasons by the definition the list used before the facts: look-ups in
+    the task and job rows of each case."""
+    has_task = exists().where(Task.request_id == Request.id, Task.status == "open")
+    has_job = exists().where(Job.request_id == Request.id, Job.status.in_(("waiting", "paused")))
+    conditions = {
+        "task_overdue": exists().where(Task.request_id == Request.id, Task.status == "open", Task.due_at < now),
+        "incident": exists().where(Job.request_id == Request.id, Job.status == "incident"),
+        "no_work": and_(not_(has_task), not_(has_job), Request.status != "needs_info"),
+        "inactive": Request.last_activity_at < cutoff,
+    }
+    live = and_(Request.closed.is_(False), Request.suspended_at.is_(None))
+    with db.read_only() as session:
+        rows = session.execute(select(Request.code, *(and_(live, c) for c in conditions.values()))).all()
+    return {code: {name for name, flag in zip(conditions, flags) if flag} for code, *flags in rows}
+
+
+def facts_from_rows() -> dict[str, tuple]:
+    """What the facts must be, recomputed from the rows, next to what the request row holds."""
+    with db.read_only() as session:
+        due = (select(func.min(Task.due_at)).where(Task.request_id == Request.id, Task.status == "open")
+               .scalar_subquery())
+        pending = or_(exists().where(Task.request_id == Request.id, Task.status == "open"),
+                      exists().where(Job.request_id == Request.id, Job.status.in_(attention.UNFINISHED_JOBS)),
+                      Request.status == "needs_info")
+        rows = session.execute(select(Request.code, Request.task_due_at, due, Request.work_pending, pending)).all()
+    return {code: ((stored_due, bool(stored_pending)), (computed_due, bool(computed_pending)))
+            for code, stored_due, computed_due, stored_pending, computed_pending in rows}
+
+
+def check(boss, codes) -> dict[str, set[str]]:
+    """The new path agrees with the old definition on every case, in the list, its counts and filters."""
+    for code, (stored, computed) in facts_from_rows().items():
+        assert stored == computed, code
+    now = clock.now()
+    with db.read_only() as session:
+        cutoff = supervision.inactive_cutoff(cal.load_calendar(session), now, supervision.inactive_days(session))
+    expected = old_reasons(now, cutoff)
+    listed = {i["code"]: i for i in supervision.list_instances(boss, per_page=500)["items"]}
+    assert set(listed) == set(expected) >= set(codes)
+    for code, item in listed.items():
+        assert {r["code"] for r in item["stuck_reasons"]} == expected[code], code
+        assert item["stuck"] == bool(expected[code])
+    for code in codes:
+        assert {r["code"] for r in supervision.stuck_reasons(code, boss)} == expected[code], code
+
+    def found(**criteria):
+        result = supervision.list_instances(boss, per_page=500, **criteria)
+        assert result["total"] == len(result["items"])
+        return {i["code"] for i in result["items"]}
+
+    assert found(stuck=True) == {c for c, r in expected.items() if r}
+    assert found(stuck=False) == {c for c, r in expected.items() if not r}
+    for reason in REASONS:
+        assert found(reason=reason) == {c for c, r in expected.items() if reason in r}, reason
+    with db.read_only() as session:
+        failed = set(session.execute(select(Request.code).join(Job, Job.request_id == Request.id)
+                                     .where(Job.status == "incident")).scalars())
+    assert found(incident=True) == failed
+    assert found(incident=False) == set(expected) - failed
+    return expected
+
+
+def test_the_facts_and_the_old_definition_agree_through_a_cases_life(world, people, fixed_clock, monkeypatch):
+    boss = people["thanhtra"]
+    fresh, accepted, explaining, suspended, refused, handmade, ended = (submit()["code"] for _ in range(7))
+    waiting_info = submit()
+    info = waiting_info["code"]
+    do(accepted, "receive", people["tiepnhan"], {"decision": "accept"})
+    to_explain(explaining, people)
+    to_explain(suspended, people)
+    do(info, "receive", people["tiepnhan"], {"decision": "needs_info", "note": "Bổ sung quyết định"})
+    do(refused, "receive", people["tiepnhan"], {"decision": "refuse", "ground": "secret"})
+    to_explain(ended, people)
+    codes = [fresh, accepted, explaining, suspended, info, refused, handmade, ended]
+    assert check(boss, codes)[fresh] == set()
+
+    supervision.suspend(suspended, people["lanhdao"], "unable", "Người yêu cầu nằm viện")
+    substitute = make_user("chuyenvien3", "official", "MX")
+    supervision.reassign(explaining, boss, "chuyenvien3", "Chuyên viên cũ nghỉ phép")
+    # Rows changed outside any use case (a task lost, its timer gone): nothing will move the case.
+    with db.transaction() as session:
+        request_id = session.execute(select(Request.id).where(Request.code == handmade)).scalar_one()
+        for task in session.execute(select(Task).where(Task.request_id == request_id)).scalars():
+            task.status = "cancelled"
+        for job in session.execute(select(Job).where(Job.request_id == request_id)).scalars():
+            job.status = "done"
+    assert check(boss, codes)[handmade] == {"no_work"}
+
+    # Past the acknowledgement deadline: the reception timers fail until they are incidents.
+    fixed_clock.advance(days=11)
+    make_incident(monkeypatch, fixed_clock)
+    seen = check(boss, codes)
+    assert {"incident", "task_overdue"} <= seen[fresh] and seen[suspended] == set()
+    # The supervisor retries: the timers fire for real, the head's escalation tasks open.
+    for code in (fresh, accepted):
+        for incident in supervision.incidents(code, boss):
+            supervision.retry_incident(code, incident["id"], boss, "Đã sửa máy chủ")
+    check(boss, codes)
+    assert timers.run_due() >= 1
+    seen = check(boss, codes)
+    assert "incident" not in seen[fresh]
+
+    supervision.resume(suspended, people["lanhdao"], "Đã khỏi")
+    requests.provide_info(info, waiting_info["token"], "Bản sao Quyết định số 12/QĐ-UBND")
+    supervision.terminate(ended, boss, "withdrawn", "Người yêu cầu rút toàn bộ yêu cầu")
+    do(explaining, "explain", substitute, {"explanation": EXPLANATION})
+    check(boss, codes)
+
+    # Days later: every reason at once, the escalation reminders due and fired.
+    fixed_clock.advance(days=9)
+    timers.run_due()
+    seen = check(boss, codes)
+    assert seen[handmade] == {"no_work", "inactive"} and "task_overdue" in seen[accepted]
+    assert seen[ended] == seen[refused] == set()
+    supervision.set_inactive_days(people["admin"], 20)
+    assert check(boss, codes)[handmade] == {"no_work"}
+
+
+def test_a_failed_job_that_was_all_the_case_had_left_is_also_nothing_waiting(world, people, fixed_clock):
+    boss = people["thanhtra"]
+    code, other = submit()["code"], submit()["code"]
+    with db.transaction() as session:  # by hand: its task gone, its only timer failed
+        request_id = session.execute(select(Request.id).where(Request.code == code)).scalar_one()
+        for task in session.execute(select(Task).where(Task.request_id == request_id)).scalars():
+            task.status = "cancelled"
+        for job in session.execute(select(Job).where(Job.request_id == request_id)).scalars():
+            job.status = "incident"
+    assert check(boss, [code, other]) == {code: {"incident", "no_work"}, other: set()}
+    [incident] = supervision.incidents(code, boss)
+    supervision.retry_incident(code, incident["id"], boss, "Thử lại")
+    assert check(boss, [code, other]) == {code: set(), other: set()}

@@ -227,3 +227,22 @@ def test_workers_racing_over_many_timers_fire_each_exactly_once(world, fixed_clo
     assert _fired_per_job() == Counter({i: 1 for i in ids}) and _chain_ok()
     with db.read_only() as session:
         assert session.execute(select(func.count()).select_from(Escalation)).scalar_one() == len(ids)
+
+
+def test_escalations_of_one_deadline_raised_in_one_transaction_are_numbered_in_turn(world, fixed_clock):
+    """The level counts escalations not yet flushed too (raise_escalation no longer flushes to count)."""
+    from giaitrinh.engine.services import _common
+
+    sub = submit()
+    fixed_clock.advance(days=11)
+    with db.transaction() as session:
+        request = _common.request_for_update(session, sub["code"])
+        running, _state = _common.load_running(session, request)
+        due = request.deadline_at
+        first = _common.raise_escalation(session, request, running, None, step="receive", due_at=due)
+        second = _common.raise_escalation(session, request, running, None, step="receive", due_at=due)
+        assert (first.level, second.level) == (1, 2)
+    with db.transaction() as session:
+        request = _common.request_for_update(session, sub["code"])
+        running, _state = _common.load_running(session, request)
+        assert _common.raise_escalation(session, request, running, None, step="receive", due_at=due).level == 3

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
 from . import audit, clock, db, jobs, runtime
 from .errors import NotFound
@@ -88,22 +88,25 @@ def _claim(now: datetime, limit: int) -> list[tuple[int, int | None, int]]:
         return [(job.id, job.request_id, job.version) for job in claimed]
 
 
+# Built once: building a statement costs SQLAlchemy more than SQLite takes to run it.
+_JOB_REQUEST = select(Job.request_id).where(Job.id == bindparam("id"))
+_REQUEST_LOCKED = select(Request).where(Request.id == bindparam("id")).with_for_update()
+_JOB_LOCKED = (select(Job).where(Job.id == bindparam("id")).with_for_update()
+               .execution_options(populate_existing=True))
+
+
 def _fire(session, job_id: int, fence: int | None, now: datetime, request_id: int | None = None) -> bool:
     """Fire one job in the caller's transaction; True if it changed a case.
 
     ``request_id`` is the job's (it never changes) when the caller read it already.
     """
     if request_id is None:
-        request_id = session.execute(select(Job.request_id).where(Job.id == job_id)).scalar_one_or_none()
+        request_id = session.execute(_JOB_REQUEST, {"id": job_id}).scalar_one_or_none()
     # Lock order everywhere: the request row first, then its jobs.
     request = None
     if request_id is not None:
-        request = session.execute(
-            select(Request).where(Request.id == request_id).with_for_update()
-        ).scalar_one_or_none()
-    job = session.execute(
-        select(Job).where(Job.id == job_id).with_for_update().execution_options(populate_existing=True)
-    ).scalar_one_or_none()
+        request = session.execute(_REQUEST_LOCKED, {"id": request_id}).scalar_one_or_none()
+    job = session.execute(_JOB_LOCKED, {"id": job_id}).scalar_one_or_none()
     if job is None or job.status != "waiting" or job.due_at > now or not _holds_lease(job, fence):
         return False
     jobs.revoke_lease(job)
@@ -116,7 +119,8 @@ def _fire(session, job_id: int, fence: int | None, now: datetime, request_id: in
     job.attempts += 1
     if job.kind == "escalation_repeat":
         return _repeat_escalation(session, job, request, now)
-    running, state = _common.load_running(session, request)
+    with session.no_autoflush:  # the job's changes go out with the firing's, in one flush
+        running, state = _common.load_running(session, request)
     before = request.status
     fired = runtime.fire_timer(running, job.spiff_task_id)
     job.status = "done"
@@ -217,9 +221,7 @@ def _repeat_escalation(session, job: Job, request: Request, now: datetime) -> bo
 
 
 def _locked_if_still_ours(session, job_id: int, fence: int | None) -> Job | None:
-    job = session.execute(
-        select(Job).where(Job.id == job_id).with_for_update().execution_options(populate_existing=True)
-    ).scalar_one_or_none()
+    job = session.execute(_JOB_LOCKED, {"id": job_id}).scalar_one_or_none()
     if job is None or job.status != "waiting" or (fence is not None and job.version != fence):
         return None  # somebody else has moved it on: nothing of ours to undo
     return job

@@ -31,7 +31,7 @@ from sqlalchemy import bindparam, func, select
 
 from . import audit, clock, db, jobs, runtime
 from .errors import NotFound
-from .models import Escalation, Job, Request
+from .models import Escalation, Job, Request, WorkflowState
 from .services import _common
 
 log = logging.getLogger(__name__)
@@ -95,18 +95,36 @@ _JOB_LOCKED = (select(Job).where(Job.id == bindparam("id")).with_for_update()
                .execution_options(populate_existing=True))
 
 
-def _fire(session, job_id: int, fence: int | None, now: datetime, request_id: int | None = None) -> bool:
+def _prefetch(session, claimed: list[tuple[int, int | None, int]]) -> list:
+    """SQLite's batch: its jobs, requests and workflow states in three statements, held by the
+    session for the batch (which holds the database's write lock: nobody else changes them)."""
+    job_ids = [job_id for job_id, _request_id, _fence in claimed]
+    request_ids = [request_id for _job_id, request_id, _fence in claimed if request_id is not None]
+    held: list = []
+    for model, column, ids in ((Request, Request.id, request_ids), (Job, Job.id, job_ids),
+                               (WorkflowState, WorkflowState.request_id, request_ids)):
+        held.extend(session.execute(select(model).where(column.in_(ids))).scalars())
+    return held
+
+
+def _fire(session, job_id: int, fence: int | None, now: datetime, request_id: int | None = None,
+          prefetched: bool = False) -> bool:
     """Fire one job in the caller's transaction; True if it changed a case.
 
-    ``request_id`` is the job's (it never changes) when the caller read it already.
+    ``request_id`` is the job's (it never changes) when the caller read it already;
+    ``prefetched``: the session holds the job and its request as they are (``_prefetch``).
     """
     if request_id is None:
         request_id = session.execute(_JOB_REQUEST, {"id": job_id}).scalar_one_or_none()
-    # Lock order everywhere: the request row first, then its jobs.
     request = None
-    if request_id is not None:
-        request = session.execute(_REQUEST_LOCKED, {"id": request_id}).scalar_one_or_none()
-    job = session.execute(_JOB_LOCKED, {"id": job_id}).scalar_one_or_none()
+    if prefetched:
+        request = session.get(Request, request_id) if request_id is not None else None
+        job = session.get(Job, job_id)
+    else:
+        # Lock order everywhere: the request row first, then its jobs.
+        if request_id is not None:
+            request = session.execute(_REQUEST_LOCKED, {"id": request_id}).scalar_one_or_none()
+        job = session.execute(_JOB_LOCKED, {"id": job_id}).scalar_one_or_none()
     if job is None or job.status != "waiting" or job.due_at > now or not _holds_lease(job, fence):
         return False
     jobs.revoke_lease(job)
@@ -180,11 +198,13 @@ def _fire_batch(claimed: list[tuple[int, int | None, int]]) -> tuple[int, int]:
     fired = tried = 0
     try:
         with db.transaction() as session:
+            prefetched = db.is_sqlite()
+            held = _prefetch(session, claimed[:FIRE_BATCH]) if prefetched else []  # noqa: F841 - kept alive
             for job_id, request_id, fence in claimed:
                 tried += 1
                 try:
                     with session.begin_nested():
-                        fired += _fire(session, job_id, fence, clock.now(), request_id)
+                        fired += _fire(session, job_id, fence, clock.now(), request_id, prefetched)
                 except Exception as exc:  # noqa: BLE001 - rolled back to its savepoint; the batch goes on
                     if db.unreachable(exc):
                         raise

@@ -39,12 +39,12 @@ def test_a_worker_whose_lease_expired_cannot_commit(world, fixed_clock, monkeypa
     submit()
     fixed_clock.advance(days=11)
     _as(monkeypatch, "worker-a")
-    [(job_id, fence_a)] = timers._claim(clock.now(), 10)
+    [(job_id, _request, fence_a)] = timers._claim(clock.now(), 10)
     # Worker A stalls past its lease; worker B finds the job free, claims and fires it.
     later = clock.wall_now() + timers.LEASE + timedelta(seconds=1)
     monkeypatch.setattr(clock, "wall_now", lambda: later)
     _as(monkeypatch, "worker-b")
-    [(same_job, fence_b)] = timers._claim(clock.now(), 10)
+    [(same_job, _request, fence_b)] = timers._claim(clock.now(), 10)
     assert same_job == job_id and fence_b != fence_a
     assert timers.fire_job(job_id, fence_b) is True
     # A wakes up and tries to finish what it started: nothing happens.
@@ -57,7 +57,7 @@ def test_a_live_lease_keeps_other_workers_away(world, fixed_clock, monkeypatch):
     submit()
     fixed_clock.advance(days=11)
     _as(monkeypatch, "worker-a")
-    [(job_id, fence)] = timers._claim(clock.now(), 10)
+    [(job_id, _request, fence)] = timers._claim(clock.now(), 10)
     _as(monkeypatch, "worker-b")
     assert timers._claim(clock.now(), 10) == []
     assert timers.fire_job(job_id) is False  # a direct call respects the live lease too
@@ -69,7 +69,7 @@ def test_a_job_changed_after_the_claim_is_not_fired_from_the_old_plan(world, peo
     sub = submit()
     fixed_clock.advance(days=11)
     _as(monkeypatch, "worker-a")
-    [(job_id, fence)] = timers._claim(clock.now(), 10)
+    [(job_id, _request, fence)] = timers._claim(clock.now(), 10)
     supervision.suspend(sub["code"], people["thanhtra"], "unable")  # pauses the clock: revokes the lease
     assert timers.fire_job(job_id, fence) is False
     job = _timer_job()

@@ -15,11 +15,13 @@ notice, never personal data.
 """
 from __future__ import annotations
 
+import weakref
 from datetime import datetime
-from typing import Iterable
+from time import monotonic
+from typing import Any, Iterable
 from urllib.parse import quote
 
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from . import calendar as cal
@@ -336,22 +338,67 @@ def _ancestors(session: Session, unit_code: str) -> list[str]:
     return chain
 
 
+# Per database engine: (when read, unit code -> parent code). Units are not re-parented through
+# the application; as with their names (services._common.unit_name) a change made by hand
+# shows within a minute. A unit missing from the map (created since) is looked up afresh.
+_UNIT_TREE_SECONDS = 60.0
+_unit_trees: "weakref.WeakKeyDictionary[Any, tuple[float, dict[str, str | None]]]" = weakref.WeakKeyDictionary()
+
+
+def _ancestors_cached(session: Session, unit_code: str) -> list[str]:
+    """``_ancestors`` from the unit tree this process read at most a minute ago."""
+    engine = session.get_bind()
+    cached = _unit_trees.get(engine)
+    if cached is None or monotonic() - cached[0] >= _UNIT_TREE_SECONDS:
+        with session.no_autoflush:
+            parents = dict(session.execute(select(Unit.code, Unit.parent_code)).all())
+        cached = (monotonic(), parents)
+        _unit_trees[engine] = cached
+    parents = cached[1]
+    if unit_code not in parents:
+        return _ancestors(session, unit_code)
+    chain: list[str] = []
+    code: str | None = unit_code
+    while code and code not in chain:
+        chain.append(code)
+        code = parents.get(code)
+    return chain
+
+
+_RECIPIENTS = "giaitrinh_escalation_recipients"
+
+
 def _escalation_recipients(session: Session, unit_code: str) -> list[tuple[str, str | None]]:
     """(username, email) of the unit's heads, and of the supervisors of the unit, of a unit above
-    it (who see its cases) or of every unit; active accounts only."""
+    it (who see its cases) or of every unit; active accounts only.
+
+    Read once per transaction and unit: a scheduler's batch raises many escalations in one
+    transaction, and nothing that raises one changes accounts or memberships.
+    """
+    cached = session.info.setdefault(_RECIPIENTS, {})
+    if unit_code not in cached:
+        cached[unit_code] = _read_escalation_recipients(session, unit_code)
+    return cached[unit_code]
+
+
+# Accounts whose id is among the memberships found, not a join: joined, SQLite walks every
+# account in username order and looks up its memberships (2 ms at 800 accounts). Built once:
+# building this statement costs more than running it.
+_RECIPIENTS_QUERY = (
+    select(User.username, User.email)
+    .where(User.is_active.is_(True), User.id.in_(select(Membership.user_id).where(or_(
+        (Membership.role == "head") & (Membership.unit_code == bindparam("unit")),
+        (Membership.role.in_(ESCALATION_ROLES)) & Membership.unit_code.is_(None),
+        (Membership.role == "supervisor") & Membership.unit_code.in_(bindparam("ancestors", expanding=True))))))
+    .order_by(User.username)
+)
+
+
+def _read_escalation_recipients(session: Session, unit_code: str) -> list[tuple[str, str | None]]:
+    ancestors = _ancestors_cached(session, unit_code)
     with session.no_autoflush:
-        rows = session.execute(
-            select(User.username, User.email).join(Membership, Membership.user_id == User.id)
-            .where(User.is_active.is_(True), or_(
-                (Membership.role == "head") & (Membership.unit_code == unit_code),
-                (Membership.role.in_(ESCALATION_ROLES)) & Membership.unit_code.is_(None),
-                (Membership.role == "supervisor") & Membership.unit_code.in_(_ancestors(session, unit_code))))
-            .order_by(User.username)
-        ).all()
-    seen: dict[str, str | None] = {}
-    for username, email in rows:
-        seen.setdefault(username, email)
-    return list(seen.items())
+        rows = session.execute(_RECIPIENTS_QUERY, {"unit": unit_code, "ancestors": ancestors}).all()
+    return [(username, email) for username, email in rows]
 
 
 def escalated(session: Session, request: Request, step: str, level: int, due_at: datetime | None) -> None:

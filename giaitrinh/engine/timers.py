@@ -21,15 +21,17 @@ import logging
 import os
 import socket
 import threading
+import time
 import traceback
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
 from . import audit, clock, db, jobs, runtime
 from .errors import NotFound
-from .models import Escalation, Job, Request
+from .models import Escalation, Job, Request, WorkflowState
 from .services import _common
 
 log = logging.getLogger(__name__)
@@ -39,7 +41,13 @@ MAX_SLEEP = float(os.environ.get("GIAITRINH_SCHEDULER_POLL_SECONDS", "30"))
 LEASE = timedelta(seconds=float(os.environ.get("GIAITRINH_JOB_LEASE_SECONDS", "300")))
 RACE_HOLD = timedelta(seconds=2)  # after losing a race, before the job is claimed again
 MAX_ATTEMPTS = 5
-BATCH = 200
+CLAIM = 200  # jobs leased per claim
+# On SQLite, firings per transaction (each in its own savepoint), and the longest a batch
+# holds the database's one write lock. On PostgreSQL every firing is its own transaction: a
+# batch would hold the audit chain's head while waiting for the next request's row lock, the
+# reverse of the order every other writer takes them in, and would serialise the workers.
+FIRE_BATCH = max(1, int(os.environ.get("GIAITRINH_TIMER_BATCH", "50")))
+BATCH_SECONDS = 0.25
 
 _lock = threading.Lock()
 _scheduler = None
@@ -59,8 +67,9 @@ def _backoff(attempts: int) -> timedelta:
 # -- firing ---------------------------------------------------------------------------
 
 
-def _claim(now: datetime, limit: int) -> list[tuple[int, int]]:
-    """Lease due jobs so no other scheduler fires them; returns (job id, fencing version)."""
+def _claim(now: datetime, limit: int) -> list[tuple[int, int | None, int]]:
+    """Lease due jobs so no other scheduler fires them, earliest due first;
+    returns (job id, request id, fencing version)."""
     wall = clock.wall_now()
     me = owner()
     with db.transaction() as session:
@@ -76,10 +85,75 @@ def _claim(now: datetime, limit: int) -> list[tuple[int, int]]:
             job.lease_owner = me
             job.lease_expires_at = wall + LEASE
         session.flush()  # bumps every version: the fencing tokens
-        return [(job.id, job.version) for job in claimed]
+        return [(job.id, job.request_id, job.version) for job in claimed]
 
 
-def fire_job(job_id: int, fence: int | None = None) -> bool:
+# Built once: building a statement costs SQLAlchemy more than SQLite takes to run it.
+_JOB_REQUEST = select(Job.request_id).where(Job.id == bindparam("id"))
+_REQUEST_LOCKED = select(Request).where(Request.id == bindparam("id")).with_for_update()
+_JOB_LOCKED = (select(Job).where(Job.id == bindparam("id")).with_for_update()
+               .execution_options(populate_existing=True))
+
+
+def _prefetch(session, claimed: list[tuple[int, int | None, int]]) -> list:
+    """SQLite's batch: its jobs, requests and workflow states in three statements, held by the
+    session for the batch (which holds the database's write lock: nobody else changes them)."""
+    job_ids = [job_id for job_id, _request_id, _fence in claimed]
+    request_ids = [request_id for _job_id, request_id, _fence in claimed if request_id is not None]
+    held: list = []
+    for model, column, ids in ((Request, Request.id, request_ids), (Job, Job.id, job_ids),
+                               (WorkflowState, WorkflowState.request_id, request_ids)):
+        held.extend(session.execute(select(model).where(column.in_(ids))).scalars())
+    return held
+
+
+def _fire(session, job_id: int, fence: int | None, now: datetime, request_id: int | None = None,
+          prefetched: bool = False) -> bool:
+    """Fire one job in the caller's transaction; True if it changed a case.
+
+    ``request_id`` is the job's (it never changes) when the caller read it already;
+    ``prefetched``: the session holds the job and its request as they are (``_prefetch``).
+    """
+    if request_id is None:
+        request_id = session.execute(_JOB_REQUEST, {"id": job_id}).scalar_one_or_none()
+    request = None
+    if prefetched:
+        request = session.get(Request, request_id) if request_id is not None else None
+        job = session.get(Job, job_id)
+    else:
+        # Lock order everywhere: the request row first, then its jobs.
+        if request_id is not None:
+            request = session.execute(_REQUEST_LOCKED, {"id": request_id}).scalar_one_or_none()
+        job = session.execute(_JOB_LOCKED, {"id": job_id}).scalar_one_or_none()
+    if job is None or job.status != "waiting" or job.due_at > now or not _holds_lease(job, fence):
+        return False
+    jobs.revoke_lease(job)
+    if request is None or request.closed:
+        job.status = "done"
+        return False
+    if request.suspended_at is not None:
+        job.status = "paused"
+        return False
+    job.attempts += 1
+    if job.kind == "escalation_repeat":
+        return _repeat_escalation(session, job, request, now)
+    with session.no_autoflush:  # the job's changes go out with the firing's, in one flush
+        running, state = _common.load_running(session, request)
+    before = request.status
+    fired = runtime.fire_timer(running, job.spiff_task_id)
+    job.status = "done"
+    if not fired:
+        return False
+    job.fired_at = now
+    _common.save_running(session, request, running, state)
+    status, data, main_ended = running.position
+    _common.apply_status_effects(session, request, before, data, main_ended)
+    audit.record(session, "timer_fired", actor="system", request_id=request.id, step=job.step, public=False,
+                 after={"job": job.id, "due_at": _common.iso(job.due_at), "status": request.status})
+    return True
+
+
+def fire_job(job_id: int, fence: int | None = None, request_id: int | None = None) -> bool:
     """Fire one job in its own transaction; True if it changed a case.
 
     ``fence`` is the version this worker's claim wrote; without it (a direct call,
@@ -88,50 +162,62 @@ def fire_job(job_id: int, fence: int | None = None) -> bool:
     now = clock.now()
     try:
         with db.transaction() as session:
-            request_id = session.execute(select(Job.request_id).where(Job.id == job_id)).scalar_one_or_none()
-            # Lock order everywhere: the request row first, then its jobs.
-            request = None
-            if request_id is not None:
-                request = session.execute(
-                    select(Request).where(Request.id == request_id).with_for_update()
-                ).scalar_one_or_none()
-            job = session.execute(
-                select(Job).where(Job.id == job_id).with_for_update().execution_options(populate_existing=True)
-            ).scalar_one_or_none()
-            if job is None or job.status != "waiting" or job.due_at > now or not _holds_lease(job, fence):
-                return False
-            jobs.revoke_lease(job)
-            if request is None or request.closed:
-                job.status = "done"
-                return False
-            if request.suspended_at is not None:
-                job.status = "paused"
-                return False
-            job.attempts += 1
-            if job.kind == "escalation_repeat":
-                return _repeat_escalation(session, job, request, now)
-            running, state = _common.load_running(session, request)
-            before = request.status
-            fired = runtime.fire_timer(running, job.spiff_task_id)
-            job.status = "done"
-            if not fired:
-                return False
-            job.fired_at = now
-            _common.save_running(session, request, running, state)
-            status, data, main_ended = running.position
-            _common.apply_status_effects(session, request, before, data, main_ended)
-            audit.record(session, "timer_fired", actor="system", request_id=request.id, step=job.step, public=False,
-                         after={"job": job.id, "due_at": _common.iso(job.due_at), "status": request.status})
-            return True
+            return _fire(session, job_id, fence, now, request_id)
     except Exception as exc:  # noqa: BLE001 - any failure is recorded on the job, never lost
-        if db.lost_race(exc):
-            log.info("job %s: lost a race (%s); it will be claimed again", job_id, type(exc).__name__)
-            _release(job_id, fence)
-        elif db.unreachable(exc):
-            log.warning("job %s: database unreachable (%s); the lease will expire", job_id, exc)
-        else:
-            _record_failure(job_id, fence, exc)
+        _after_failure(job_id, fence, exc)
         return False
+
+
+def _after_failure(job_id: int, fence: int | None, exc: Exception, session=None) -> None:
+    """What a failed firing leaves: a lost race gives the job back, a real failure is counted.
+
+    With ``session`` (a batch whose transaction goes on) in that transaction, else in a new one.
+    """
+    if db.lost_race(exc):
+        log.info("job %s: lost a race (%s); it will be claimed again", job_id, type(exc).__name__)
+        _release(job_id, fence, session)
+    elif db.unreachable(exc):
+        log.warning("job %s: database unreachable (%s); the lease will expire", job_id, exc)
+    else:
+        _record_failure(job_id, fence, exc, session)
+
+
+def _fire_batch(claimed: list[tuple[int, int | None, int]]) -> tuple[int, int]:
+    """Fire claimed jobs in one transaction, each in a SAVEPOINT of its own; returns
+    (how many changed a case, how many of ``claimed`` were tried).
+
+    Each firing is atomic with its audit events: one that fails is rolled back to its
+    savepoint and recorded on its job (a retry, then an incident) in the same transaction,
+    and the others stand. The batch stops after ``FIRE_BATCH`` firings or ``BATCH_SECONDS``
+    (the rest goes to the next transaction), so it never holds SQLite's write lock for long.
+    If the transaction itself fails (the commit, the connection) nothing of it was written:
+    its jobs are tried again one transaction each, and a job whose firing breaks the commit
+    is then recorded alone.
+    """
+    started = time.monotonic()
+    fired = tried = 0
+    try:
+        with db.transaction() as session:
+            prefetched = db.is_sqlite()
+            held = _prefetch(session, claimed[:FIRE_BATCH]) if prefetched else []  # noqa: F841 - kept alive
+            for job_id, request_id, fence in claimed:
+                tried += 1
+                try:
+                    with session.begin_nested():
+                        fired += _fire(session, job_id, fence, clock.now(), request_id, prefetched)
+                except Exception as exc:  # noqa: BLE001 - rolled back to its savepoint; the batch goes on
+                    if db.unreachable(exc):
+                        raise
+                    with session.begin_nested():
+                        _after_failure(job_id, fence, exc, session)
+                if tried >= FIRE_BATCH or time.monotonic() - started > BATCH_SECONDS:
+                    break
+        return fired, tried
+    except Exception as exc:  # noqa: BLE001 - nothing of this batch was written
+        log.warning("a batch of %s firings failed as a whole (%s); firing them one by one", tried, exc)
+        if db.unreachable(exc):
+            return 0, tried  # the leases expire and the next sweep takes the jobs again
+        return sum(fire_job(job_id, fence, request_id) for job_id, request_id, fence in claimed[:tried]), tried
 
 
 def _holds_lease(job: Job, fence: int | None) -> bool:
@@ -155,32 +241,41 @@ def _repeat_escalation(session, job: Job, request: Request, now: datetime) -> bo
 
 
 def _locked_if_still_ours(session, job_id: int, fence: int | None) -> Job | None:
-    job = session.execute(
-        select(Job).where(Job.id == job_id).with_for_update().execution_options(populate_existing=True)
-    ).scalar_one_or_none()
+    job = session.execute(_JOB_LOCKED, {"id": job_id}).scalar_one_or_none()
     if job is None or job.status != "waiting" or (fence is not None and job.version != fence):
         return None  # somebody else has moved it on: nothing of ours to undo
     return job
 
 
-def _release(job_id: int, fence: int | None) -> None:
+@contextmanager
+def _own_transaction(session):
+    if session is not None:
+        yield session
+    else:
+        with db.transaction() as new:
+            yield new
+
+
+def _release(job_id: int, fence: int | None, session=None) -> None:
     """Give the job back after a lost race; a short hold keeps this sweep from spinning on it."""
     try:
-        with db.transaction() as session:
-            job = _locked_if_still_ours(session, job_id, fence)
+        with _own_transaction(session) as tx:
+            job = _locked_if_still_ours(tx, job_id, fence)
             if job is not None:
                 job.lease_owner = None
                 job.lease_expires_at = clock.wall_now() + RACE_HOLD
     except Exception:  # noqa: BLE001 - the lease expires by itself
+        if session is not None:
+            raise
         log.debug("could not release job %s", job_id, exc_info=True)
 
 
-def _record_failure(job_id: int, fence: int | None, exc: Exception) -> None:
+def _record_failure(job_id: int, fence: int | None, exc: Exception, session=None) -> None:
     log.warning("job %s failed: %s", job_id, exc)
     detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()[:2000]
     try:
-        with db.transaction() as session:
-            job = _locked_if_still_ours(session, job_id, fence)
+        with _own_transaction(session) as tx:
+            job = _locked_if_still_ours(tx, job_id, fence)
             if job is None:
                 return
             job.attempts += 1
@@ -188,26 +283,37 @@ def _record_failure(job_id: int, fence: int | None, exc: Exception) -> None:
             jobs.revoke_lease(job)
             if job.attempts >= MAX_ATTEMPTS:
                 job.status = "incident"
-                audit.record(session, "incident", actor="system", request_id=job.request_id, step=job.step,
+                audit.record(tx, "incident", actor="system", request_id=job.request_id, step=job.step,
                              public=False, note=detail[:500])
             else:
                 job.due_at = clock.now() + _backoff(job.attempts)
     except Exception:  # noqa: BLE001 - the lease expires and the job is tried again
+        if session is not None:
+            raise
         log.exception("could not record the failure of job %s", job_id)
 
 
 def run_due(now: datetime | None = None, limit: int | None = None) -> int:
-    """Fire every job due by ``now`` (default: the engine clock); returns how many changed a case."""
+    """Fire every job due by ``now`` (default: the engine clock), earliest due first;
+    returns how many changed a case."""
     now = now or clock.now()
     fired = 0
     done = 0
+    batch = FIRE_BATCH if db.is_sqlite() else 1
     while limit is None or done < limit:
-        claimed = _claim(now, BATCH if limit is None else min(BATCH, limit - done))
+        claimed = _claim(now, CLAIM if limit is None else min(CLAIM, limit - done))
         if not claimed:
             break
-        for job_id, fence in claimed:
-            fired += fire_job(job_id, fence)
-            done += 1
+        while claimed:
+            if batch == 1:
+                job_id, request_id, fence = claimed[0]
+                fired += fire_job(job_id, fence, request_id)
+                tried = 1
+            else:
+                changed, tried = _fire_batch(claimed)
+                fired += changed
+            claimed = claimed[tried:]
+            done += tried
     return fired
 
 

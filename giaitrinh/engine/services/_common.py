@@ -171,6 +171,10 @@ def save_running(session: Session, request: Request, running: runtime.Running, s
     return opened
 
 
+_ESCALATIONS_OF_DEADLINE = select(func.count()).select_from(Escalation).where(
+    Escalation.request_id == bindparam("request_id"), Escalation.due_at == bindparam("due_at"))
+
+
 def raise_escalation(session: Session, request: Request, running: runtime.Running, task: Task,
                      step: str | None = None, due_at: datetime | None = None) -> Escalation:
     """A deadline was missed: a row for the supervisors, the case flagged, the next reminder planned.
@@ -182,10 +186,12 @@ def raise_escalation(session: Session, request: Request, running: runtime.Runnin
         origin = runtime.escalation_origin(running, task.id) if task is not None else None
         step, due_at = origin if origin else (request.current_step or "unknown", request.deadline_at)
     due_at = due_at or request.deadline_at or now
-    previous = session.execute(
-        select(func.count()).select_from(Escalation)
-        .where(Escalation.request_id == request.id, Escalation.due_at == due_at)
-    ).scalar_one()
+    # Counted as if flushed, without flushing (the use case's other changes go out in its one
+    # flush): the stored escalations of this deadline and those added in this session.
+    with session.no_autoflush:
+        previous = session.execute(_ESCALATIONS_OF_DEADLINE, {"request_id": request.id, "due_at": due_at}).scalar_one()
+    previous += sum(1 for obj in session.new
+                    if isinstance(obj, Escalation) and obj.request_id == request.id and obj.due_at == due_at)
     owner = running.manifest.get("escalation_role", "head") if running is not None else "head"
     escalation = Escalation(request_id=request.id, unit_code=request.unit_code, step=step, level=previous + 1,
                             raised_at=now, due_at=due_at, owner_role=owner)

@@ -214,9 +214,11 @@ def _fire_batch(claimed: list[tuple[int, int | None, int]]) -> tuple[int, int]:
                     break
         return fired, tried
     except Exception as exc:  # noqa: BLE001 - nothing of this batch was written
-        log.warning("a batch of %s firings failed as a whole (%s); firing them one by one", tried, exc)
         if db.unreachable(exc):
-            return 0, tried  # the leases expire and the next sweep takes the jobs again
+            log.warning("database unreachable (%s); the leases of %s jobs will expire", exc, len(claimed))
+            return 0, len(claimed)  # the next sweep, here or anywhere, takes them again
+        tried = max(tried, 1)  # it may have failed before its first firing: go on all the same
+        log.warning("a batch of %s firings failed as a whole (%s); firing them one by one", tried, exc)
         return sum(fire_job(job_id, fence, request_id) for job_id, request_id, fence in claimed[:tried]), tried
 
 

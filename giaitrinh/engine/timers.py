@@ -9,7 +9,10 @@ lease expired, or whose job was changed meanwhile, commits nothing. A crashed
 worker's leases expire and the next sweep anywhere takes its jobs. A job that
 keeps failing retries with backoff and then becomes an incident a supervisor can
 see and retry; losing a race (an optimistic-lock conflict, a deadlock) is not a
-failure. On SQLite one process per database file runs the scheduler (a file lock).
+failure. On SQLite one process per database file runs the scheduler (a file lock),
+and it fires its claimed jobs in batches: several per transaction, each in a savepoint
+of its own, so a firing stays atomic with its audit events and one that fails is
+rolled back and recorded alone (``_fire_batch``). Earliest due first, everywhere.
 
 Tests and the dev clock call :func:`run_due` directly: time is moved, never waited.
 Due times follow the engine clock; leases follow the wall clock, so moving the

@@ -11,6 +11,7 @@ import threading
 from collections import Counter
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import func, select
 
 from giaitrinh.engine import audit, clock, db, timers
@@ -20,6 +21,12 @@ from giaitrinh.engine.models import AuditEvent, Escalation, Job, Request, Workfl
 from .helpers import submit
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(autouse=True)
+def _batches_cut_by_size_only(monkeypatch):
+    """A batch also ends after BATCH_SECONDS; on a slow machine that would move its boundaries."""
+    monkeypatch.setattr(timers, "BATCH_SECONDS", 3600.0)
 
 
 def _due_timers(fixed_clock, n: int) -> list[int]:
@@ -125,13 +132,16 @@ def test_an_incident_in_a_batch_is_recorded_with_its_audit_event(world, fixed_cl
     assert _fired_per_job() == Counter({ids[0]: 1}) and _chain_ok()
 
 
-def test_a_batch_stops_at_its_size_and_the_sweep_fires_the_rest(world, fixed_clock, monkeypatch):
+def test_a_batch_stops_at_its_size_or_time_and_the_sweep_fires_the_rest(world, fixed_clock, monkeypatch):
     ids = _due_timers(fixed_clock, 5)
     monkeypatch.setattr(timers, "FIRE_BATCH", 2)
     claimed = timers._claim(clock.now(), 10)
     assert timers._fire_batch(claimed) == (2, 2)
     assert timers.run_due() == 0  # the other three are still leased by this worker's claim
-    assert timers._fire_batch(claimed[2:]) == (2, 2) and timers._fire_batch(claimed[4:]) == (1, 1)
+    monkeypatch.setattr(timers, "BATCH_SECONDS", 0.0)  # and after its time: here, after each firing
+    assert timers._fire_batch(claimed[2:]) == (1, 1)
+    monkeypatch.setattr(timers, "BATCH_SECONDS", 3600.0)
+    assert timers._fire_batch(claimed[3:]) == (2, 2)
     assert _fired_per_job() == Counter({i: 1 for i in ids})
 
 
@@ -161,6 +171,7 @@ from giaitrinh.engine import clock, db, runtime, timers
 db.init_db(sys.argv[1])
 clock.set_clock(clock.FixedClock(datetime.fromisoformat(sys.argv[2])))
 timers.owner = lambda: "crasher"
+timers.BATCH_SECONDS = 3600.0  # batches cut by size only: the first firing of a cold process is slow
 real, calls = runtime.fire_timer, []
 def fire(running, spiff_task_id):
     calls.append(1)
@@ -246,3 +257,37 @@ def test_escalations_of_one_deadline_raised_in_one_transaction_are_numbered_in_t
         request = _common.request_for_update(session, sub["code"])
         running, _state = _common.load_running(session, request)
         assert _common.raise_escalation(session, request, running, None, step="receive", due_at=due).level == 3
+
+
+def test_a_batch_whose_transaction_fails_is_fired_again_one_by_one(world, fixed_clock, monkeypatch):
+    from contextlib import contextmanager
+
+    ids = _due_timers(fixed_clock, 3)
+    real, failed = db.transaction, []
+
+    @contextmanager
+    def commit_fails_once():
+        with real() as session:
+            yield session
+            if not failed:  # the first transaction (the batch) dies before it commits
+                failed.append(1)
+                raise RuntimeError("disk I/O error")
+
+    claimed = timers._claim(clock.now(), 10)
+    monkeypatch.setattr(db, "transaction", commit_fails_once)
+    assert timers._fire_batch(claimed) == (3, 3) and failed
+    assert _fired_per_job() == Counter({i: 1 for i in ids}) and _chain_ok()
+
+
+def test_a_batch_that_fails_before_its_first_firing_still_makes_progress(world, fixed_clock, monkeypatch):
+    ids = _due_timers(fixed_clock, 2)
+    calls = []
+
+    def broken_prefetch(session, claimed):
+        calls.append(1)
+        raise RuntimeError("cannot read the batch")
+
+    monkeypatch.setattr(timers, "_prefetch", broken_prefetch)
+    monkeypatch.setattr(db, "is_sqlite", lambda: True)  # the SQLite batch path, on either database
+    assert timers._fire_batch(timers._claim(clock.now(), 10)) == (1, 1)  # not (0, 0): the sweep moves on
+    assert calls and _fired_per_job() == Counter({ids[0]: 1})

@@ -9,7 +9,10 @@ lease expired, or whose job was changed meanwhile, commits nothing. A crashed
 worker's leases expire and the next sweep anywhere takes its jobs. A job that
 keeps failing retries with backoff and then becomes an incident a supervisor can
 see and retry; losing a race (an optimistic-lock conflict, a deadlock) is not a
-failure. On SQLite one process per database file runs the scheduler (a file lock).
+failure. On SQLite one process per database file runs the scheduler (a file lock),
+and it fires its claimed jobs in batches: several per transaction, each in a savepoint
+of its own, so a firing stays atomic with its audit events and one that fails is
+rolled back and recorded alone (``_fire_batch``). Earliest due first, everywhere.
 
 Tests and the dev clock call :func:`run_due` directly: time is moved, never waited.
 Due times follow the engine clock; leases follow the wall clock, so moving the
@@ -214,9 +217,11 @@ def _fire_batch(claimed: list[tuple[int, int | None, int]]) -> tuple[int, int]:
                     break
         return fired, tried
     except Exception as exc:  # noqa: BLE001 - nothing of this batch was written
-        log.warning("a batch of %s firings failed as a whole (%s); firing them one by one", tried, exc)
         if db.unreachable(exc):
-            return 0, tried  # the leases expire and the next sweep takes the jobs again
+            log.warning("database unreachable (%s); the leases of %s jobs will expire", exc, len(claimed))
+            return 0, len(claimed)  # the next sweep, here or anywhere, takes them again
+        tried = max(tried, 1)  # it may have failed before its first firing: go on all the same
+        log.warning("a batch of %s firings failed as a whole (%s); firing them one by one", tried, exc)
         return sum(fire_job(job_id, fence, request_id) for job_id, request_id, fence in claimed[:tried]), tried
 
 

@@ -65,7 +65,7 @@ def open_task(client, code, step_title):
     raise AssertionError(f"no {step_title} task for {code} in the inbox:\n{html[:3000]}")
 
 
-def test_a_request_from_portal_to_published_answer(app):
+def test_a_request_from_portal_to_published_answer(app, monkeypatch):
     citizen = app.test_client()
     assert "Gửi yêu cầu giải trình" in page(citizen, "/")
     code, token, link = citizen_submits(citizen)
@@ -126,7 +126,13 @@ def test_a_request_from_portal_to_published_answer(app):
 
     # Anyone finds the answer without diacritics; the requester's name and phone are not in it.
     found = page(app.test_client(), "/cong-khai?q=thu+hoi+dat")
-    assert code in found
+    assert code in found and "1 kết quả" in found
+    # Past the count's cap the page says "more than", in both languages.
+    from giaitrinh.engine.services import requests as requests_service
+    monkeypatch.setattr(requests_service, "TOTAL_CAP", 0)
+    assert "Hơn 0 kết quả" in page(app.test_client(), "/cong-khai?q=thu+hoi+dat")
+    assert "More than 0 results" in page(app.test_client(), "/cong-khai?q=thu+hoi+dat&lang=en")
+    monkeypatch.undo()
     answer = page(app.test_client(), f"/cong-khai/{code}")
     assert "Luật Đất đai 2024" in answer and "0912 345 678" not in answer and "Nguyễn Văn An" not in answer
 

@@ -43,14 +43,17 @@ def published(world, people):
     return codes
 
 
-@pytest.mark.parametrize("sort_matches", [2000, 0])
-def test_every_query_finds_what_a_scan_finds(published, monkeypatch, sort_matches):
-    # Both ways of reading a page: the matches sorted, and the newest answers filtered (many matches).
+@pytest.mark.parametrize("sort_matches,dense_matches", [(2000, 10_000), (0, 10_000), (0, 0)])
+def test_every_query_finds_what_a_scan_finds(published, monkeypatch, sort_matches, dense_matches):
+    # Every way of reading a page: the matches sorted, the newest answers kept if among the matches
+    # (many matches), and the newest answers each tested (a word in very many answers).
     monkeypatch.setattr(requests, "_SORT_MATCHES", sort_matches)
+    monkeypatch.setattr(requests, "_DENSE_MATCHES", dense_matches)
     for q in QUERIES:
         for unit in (None, "MX", "GM"):
             page = requests.search_published(q, unit=unit, per_page=2)
             assert page["total"] == (len(scanned(q)) if unit != "GM" else 0), (q, unit)
+            assert page["total_exact"] is True
             assert [i["code"] for i in page["items"]] == sorted(scanned(q) if unit != "GM" else [], reverse=True)[:2]
         found = requests.search_published(q, per_page=500)
         assert sorted(i["code"] for i in found["items"]) == scanned(q), q
@@ -91,3 +94,14 @@ def test_the_front_page_asks_for_the_newest_without_a_count(published):
     assert newest["total"] is None
     assert newest["items"] == requests.search_published(per_page=2)["items"]
     assert [i["code"] for i in newest["items"]] == sorted(published, reverse=True)[:2]
+
+
+@pytest.mark.parametrize("dense_matches", [10_000, 0])
+def test_the_count_stops_at_the_cap_and_says_so(published, monkeypatch, dense_matches):
+    monkeypatch.setattr(requests, "TOTAL_CAP", 2)
+    monkeypatch.setattr(requests, "_DENSE_MATCHES", dense_matches)
+    for q, unit in (("trình", None), ("trình", "MX"), ("", None), ("le loi", None), ("le loi", "MX")):
+        n = len(scanned(q))
+        result = requests.search_published(q or None, unit=unit, per_page=1, page=2)
+        assert (result["total"], result["total_exact"]) == (min(n, 2), n <= 2), (q, unit)
+        assert [i["code"] for i in result["items"]] == sorted(scanned(q), reverse=True)[1:2], (q, unit)

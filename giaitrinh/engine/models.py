@@ -153,6 +153,8 @@ class Request(Base):
         # The dashboard's figures of the month: cases explained (on time, days taken) and acknowledged.
         Index("ix_requests_explained", "explained_at", "unit_code", "acknowledged_at"),
         Index("ix_requests_acknowledged", "acknowledged_at", "unit_code", "received_at"),
+        # A unit's published answers, newest first (the search, read in that order).
+        Index("ix_requests_unit_published", "unit_code", "published_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -49,6 +49,11 @@ DESIGN_BODY = {"type": "object", "required": ["bpmn"], "properties": {
     "bpmn": {"type": "string"}, "forms": {"type": "object", "additionalProperties": {"type": "object"}}}}
 LIST = {"type": "object", "required": ["items", "total"],
         "properties": {"items": {"type": "array", "items": {"type": "object"}}, "total": {"type": "integer"}}}
+# The search counts matches up to a cap (10,000): past it ``total`` is the cap and ``total_exact`` false.
+PUBLISHED_LIST = {"type": "object", "required": ["items", "total", "total_exact"], "properties": {
+    **LIST["properties"],
+    "total": {"type": "integer", "description": "The number of matches, or the cap when total_exact is false"},
+    "total_exact": {"type": "boolean", "description": "False: there are more than total matches"}}}
 
 
 def document(dev_clock: bool = False) -> dict:
@@ -89,7 +94,7 @@ def document(dev_clock: bool = False) -> dict:
         "/api/v1/published": {"get": {
             "summary": "Search published explanations (case and diacritics ignored)", "tags": ["public"],
             "parameters": [_q("q", {"type": "string"}), _q("unit", {"type": "string"}), *PAGING],
-            "responses": {**_ok(200, LIST), **_err(422)}}},
+            "responses": {**_ok(200, PUBLISHED_LIST), **_err(422)}}},
         "/api/v1/published/{code}": {"get": {
             "summary": "One published explanation", "tags": ["public"], "parameters": [_path("code")],
             "responses": {**_ok(), **_err(404)}}},

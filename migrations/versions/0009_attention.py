@@ -1,4 +1,4 @@
-"""The supervisors' "stuck" facts on the request row, and the indexes the supervisors' dashboard reads.
+"""The supervisors' "stuck" facts on the request row, the indexes the dashboard reads, the search's by unit.
 
 - ``requests.task_due_at``: the earliest due time of the case's open tasks;
 - ``requests.work_pending``: an open task, an unfinished job (waiting, paused or failed), or the
@@ -9,7 +9,9 @@
 - the dashboard's per-unit figures from indexes alone: ``ix_requests_open_unit`` gains
   ``deadline_at`` (due-soon counts), ``ix_requests_explained`` and ``ix_requests_acknowledged``
   (the month's explanations and acknowledgements: each had read all 1.1 million rows), and
-  ``ix_escalations_open`` (resolved_at, request_id) for the escalated cases per unit.
+  ``ix_escalations_open`` (resolved_at, request_id) for the escalated cases per unit;
+- ``ix_requests_unit_published``: a unit's published answers newest first, which the search
+  reads in that order when a word is in too many answers to look each up.
 
 The backfill computes both from the task and job rows, writing only the rows whose value is not
 the default (those with an open task or an unfinished job, or waiting for the requester: in
@@ -54,9 +56,11 @@ def upgrade() -> None:
     op.create_index("ix_requests_explained", "requests", ["explained_at", "unit_code", "acknowledged_at"])
     op.create_index("ix_requests_acknowledged", "requests", ["acknowledged_at", "unit_code", "received_at"])
     op.create_index("ix_escalations_open", "escalations", ["resolved_at", "request_id"])
+    op.create_index("ix_requests_unit_published", "requests", ["unit_code", "published_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_requests_unit_published", table_name="requests")
     op.drop_index("ix_escalations_open", table_name="escalations")
     op.drop_index("ix_requests_acknowledged", table_name="requests")
     op.drop_index("ix_requests_explained", table_name="requests")

@@ -306,19 +306,32 @@ def rate(code: str, token: str | None, score: Any, comment: Any = None, actor: A
         return {"code": code, "score": score, "comment": request.rating_comment, "rated_at": iso(request.rated_at)}
 
 
+# The search counts matches up to TOTAL_CAP: past it the answer says "more than 10,000" (``total_exact``
+# false), as search pages do, instead of counting 700,000 matches of a common word one by one.
+TOTAL_CAP = 10_000
 _SORT_MATCHES = 2000  # at most this many matches are read and sorted; more are found in published order
+# On SQLite, a word in more answers than this (1 in 70 of a city's) is not looked up in the trigram
+# table: the newest answers are read in order and each is tested, and a page comes after a few hundred.
+_DENSE_MATCHES = TOTAL_CAP
 
 
 def _escape_like(word: str) -> str:
     return word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+def _capped_count(session, query, cap: int) -> int:
+    """How many rows ``query`` finds, counting no further than ``cap + 1``."""
+    return session.execute(select(func.count()).select_from(query.order_by(None).limit(cap + 1).subquery())).scalar_one()
+
+
 def search_published(q: str | None = None, unit: str | None = None, page: int = 1, per_page: int = 50,
                      with_total: bool = True) -> dict:
-    """Published answers, redacted; every word of ``q`` must appear, ignoring case and diacritics.
+    """Published answers, redacted, newest first; every word of ``q`` must appear, ignoring case and diacritics.
 
-    ``with_total=False`` (the portal's front page, which shows the newest few) skips the count,
-    which at a city's 700,000 published answers costs more than the page itself; ``total`` is None.
+    ``total`` is the number of matches when ``total_exact``; otherwise there are more than
+    ``total`` (``TOTAL_CAP``), and pages are still read newest first without counting them all.
+    ``with_total=False`` (the portal's front page, which shows the newest few) skips the count:
+    ``total`` and ``total_exact`` are None.
     """
     with db.read_only() as session:
         query = select(Request).where(Request.published_at.is_not(None))
@@ -326,28 +339,38 @@ def search_published(q: str | None = None, unit: str | None = None, page: int = 
             query = query.where(Request.unit_code == unit)
         words = redaction.fold(q).split()[:10]
         order = (Request.published_at.desc(), Request.id.desc())
+        contains = [Request.search_text.like(f"%{_escape_like(w)}%", escape="\\") for w in words]
+        known = None  # the count, when the trigram table gave it already
         if words and db.is_sqlite():
-            # The trigram table holds exactly the published answers, with their unit: the matches
-            # and their count are read from it alone. A word of 3 characters or more is a phrase
-            # of trigrams (a substring match answered from the index); a shorter one, which has
-            # no trigram, is compared with the table's own copy of the text.
+            # The trigram table holds exactly the published answers: a word of 3 characters or more
+            # is a phrase of trigrams (a substring match answered from the index); a shorter one,
+            # which has no trigram, is compared with the table's own copy of the text. The unit is
+            # not tested there (each match's unit would be read from the table's content).
             phrases = ['"' + w.replace('"', '""') + '"' for w in words if len(w) >= 3]
             found = select(SEARCH_TABLE.c.rowid)
             if phrases:
                 found = found.where(sql_text("requests_search MATCH :phrases").bindparams(phrases=" AND ".join(phrases)))
             for word in (w for w in words if len(w) < 3):
                 found = found.where(SEARCH_TABLE.c.search_text.like(f"%{_escape_like(word)}%", escape="\\"))
-            if unit:
-                found = found.where(SEARCH_TABLE.c.unit_code == unit)
-            total = session.execute(select(func.count()).select_from(found.subquery())).scalar_one()
-            # Few matches: read them and sort. Many: walk the newest answers and keep the matching
-            # ones (``id + 0`` keeps SQLite from driving the query from the list of matches).
-            key = Request.id if total <= _SORT_MATCHES else Request.id + 0
-            query = query.where(key.in_(found))
+            matches = _capped_count(session, found, _DENSE_MATCHES)
+            if matches <= _DENSE_MATCHES:
+                # Few matches: read them and sort. More: walk the newest answers and keep the matching
+                # ones (``id + 0`` keeps SQLite from driving the query from the list of matches).
+                key = Request.id if matches <= _SORT_MATCHES else Request.id + 0
+                query = query.where(key.in_(found))
+                exactly = True
+            else:
+                query = query.where(*contains)
+                exactly = False  # more than _DENSE_MATCHES
+            # The table holds every published answer, and only those: without a unit its count is the total.
+            if not unit and (exactly or _DENSE_MATCHES >= TOTAL_CAP):
+                known = matches
         else:
-            for word in words:  # on PostgreSQL the pg_trgm GIN index answers these patterns
-                query = query.where(Request.search_text.like(f"%{_escape_like(word)}%", escape="\\"))
-            total = _common.count(session, query) if with_total else None
+            query = query.where(*contains)  # on PostgreSQL the pg_trgm GIN index answers these patterns
+        total = exact = None
+        if with_total:
+            counted = known if known is not None else _capped_count(session, query, TOTAL_CAP)
+            total, exact = min(counted, TOTAL_CAP), counted <= TOTAL_CAP
         rows = session.execute(
             query.order_by(*order).offset((page - 1) * per_page).limit(per_page)
         ).scalars().all()
@@ -359,7 +382,7 @@ def search_published(q: str | None = None, unit: str | None = None, page: int = 
             "published_at": iso(r.published_at),
             "explanation": {k: (r.published_text or {}).get(k, "") for k in ("legal_basis", "content")},
         } for r in rows]
-        return {"items": items, "total": total, "page": page, "per_page": per_page}
+        return {"items": items, "total": total, "total_exact": exact, "page": page, "per_page": per_page}
 
 
 def published(code: str) -> dict:

@@ -11,6 +11,9 @@ varied parameters (unit, page, filters, search words), after a few warm-up calls
 - ``dashboard_unit`` / ``dashboard_city``: everything ``/giam-sat/`` asks for one page
   (the five counts, the open escalations, the selected list of cases), for the supervisor
   of one unit and for the city's supervisor of all units;
+- ``board_unit`` / ``board_city``: the dashboard's per-unit figures (``supervision.dashboard``:
+  open, overdue, due soon, escalated, the month's on-time rate, averages and satisfaction), which
+  the page also shows, for one unit's and for the city's supervisor;
 - ``search``: ``requests.search_published`` with one to three words (common and rare, with
   and without diacritics), some with a unit, pages 1-3.
 
@@ -107,13 +110,22 @@ def measures(units: list[str], rng: random.Random) -> dict:
         return dashboard(who("tt_city"), rng.choice((None, None, rng.choice(units))),
                          rng.choice(("overdue", "overdue", "stuck", "open")))
 
+    def board_unit():
+        # The dashboard's per-unit figures (supervision.dashboard), the page's last call: reported apart,
+        # so that the dashboard figures above stay comparable with the earlier runs.
+        unit = rng.choice(units)
+        return len(supervision.dashboard(who(f"tt_{unit}"))["units"])
+
+    def board_city():
+        return len(supervision.dashboard(who("tt_city"), rng.choice((None, None, rng.choice(units))))["units"])
+
     def search():
         words = rng.choice(SEARCHES)
         unit = rng.choice((None, None, rng.choice(units)))
         return requests.search_published(words, unit=unit, page=rng.choice((1, 1, 2, 3)))["total"]
 
     return {"inbox_mine": inbox_mine, "inbox_unit": inbox_unit, "dashboard_unit": dashboard_unit,
-            "dashboard_city": dashboard_city, "search": search}
+            "dashboard_city": dashboard_city, "board_unit": board_unit, "board_city": board_city, "search": search}
 
 
 def run(closed: int, open_: int, units: int, calls: int, database_url: str | None,
@@ -165,7 +177,7 @@ def main(closed: int, open_: int, units: int, calls: int, database_url: str | No
     figures = run(closed, open_, units, calls, database_url, profile_dir)
     click.echo(f"\nLists on {figures['db']}, {closed:,} closed + {open_:,} open requests in {units} units, "
                f"{calls} calls each")
-    for name in ("inbox_mine", "inbox_unit", "dashboard_unit", "dashboard_city", "search"):
+    for name in ("inbox_mine", "inbox_unit", "dashboard_unit", "dashboard_city", "board_unit", "board_city", "search"):
         click.echo(f"  {name:<16} p50 {figures[name + '_p50_ms']:>9.1f} ms   p95 {figures[name + '_p95_ms']:>9.1f} ms"
                    f"   max {figures[name + '_max_ms']:>9.1f} ms")
     click.echo(json.dumps(figures, sort_keys=True))

@@ -63,7 +63,7 @@ def test_inbox_benchmark(cache):
     figures = run_bench("inbox.py", [*SMALL, "--calls", "5"], cache)
     assert figures["bench"] == "inbox" and figures["db"] == "sqlite"
     assert (figures["closed"], figures["open"], figures["units"], figures["calls"]) == (60, 40, 3, 5)
-    for name in ("inbox_mine", "inbox_unit", "dashboard_unit", "dashboard_city", "search"):
+    for name in ("inbox_mine", "inbox_unit", "dashboard_unit", "dashboard_city", "board_unit", "board_city", "search"):
         assert 0 < figures[f"{name}_p50_ms"] <= figures[f"{name}_p95_ms"] <= figures[f"{name}_max_ms"], name
 
 

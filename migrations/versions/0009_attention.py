@@ -50,7 +50,8 @@ def upgrade() -> None:
         op.execute(statement.format(true="1" if dialect == "sqlite" else "true"))
     op.create_index("ix_requests_attention", "requests",
                     ["unit_code", "task_due_at", "last_activity_at", "work_pending", "closed", "suspended_at"],
-                    sqlite_where=sa.text(LIVE_CASE["sqlite"]), postgresql_where=sa.text(LIVE_CASE["postgresql"]))
+                    sqlite_where=sa.text(LIVE_CASE["sqlite"]), postgresql_where=sa.text(LIVE_CASE["postgresql"]),
+                    postgresql_include=["id"])
     op.drop_index("ix_requests_open_unit", table_name="requests")
     op.create_index("ix_requests_open_unit", "requests", ["closed", "unit_code", "overdue", "deadline_at"])
     op.create_index("ix_requests_explained", "requests", ["explained_at", "unit_code", "acknowledged_at"])

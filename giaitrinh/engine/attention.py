@@ -46,12 +46,8 @@ WAITS_FOR_REQUESTER = "needs_info"
 FACTS = ("task_due_at", "work_pending")
 
 
-def _requests_columns():
-    return Request.__table__.c
-
-
 def _refresh_statement():
-    r = _requests_columns()
+    r = Request.__table__.c
     tasks, jobs = Task.__table__.c, Job.__table__.c
     open_task = exists().where(tasks.request_id == r.id, tasks.status == OPEN_TASK)
     unfinished_job = exists().where(jobs.request_id == r.id, jobs.status.in_(UNFINISHED_JOBS))

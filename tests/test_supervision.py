@@ -410,3 +410,31 @@ def test_the_dashboard_per_unit_and_rolled_up(world, people, fixed_clock):
     only = supervision.dashboard(make_user("tt_mx1", "supervisor", "MX1"))
     assert [r["unit"] for r in only["units"]] == ["MX1"]
     assert requests_rated and late and b
+
+
+def test_the_dashboard_averages_count_local_working_days(world, people, fixed_clock):
+    """The month's averages count working days between local dates: an acknowledgement at 06:30 on
+    a Monday in Hà Nội is still Sunday in UTC, and must count as Monday."""
+    from datetime import date
+
+    from giaitrinh.engine import calendar as cal
+    fixed_clock.set(clock.parse_instant("2026-11-20T09:00:00+07:00"))  # Friday
+    early = submit()["code"]
+    fixed_clock.set(clock.parse_instant("2026-11-23T06:30:00+07:00"))  # Monday, 23:30 UTC on Sunday
+    do(early, "receive", people["tiepnhan"], {"decision": "accept"})
+    fixed_clock.set(clock.parse_instant("2026-11-23T10:00:00+07:00"))
+    later = submit()["code"]
+    fixed_clock.set(clock.parse_instant("2026-11-25T16:00:00+07:00"))  # Wednesday
+    do(later, "receive", people["tiepnhan"], {"decision": "accept"})
+    do(early, "assign", people["lanhdao"], {"assignee": "chuyenvien"})
+    do(early, "explain", people["chuyenvien"], {"explanation": EXPLANATION})
+    fixed_clock.set(clock.parse_instant("2026-11-27T10:00:00+07:00"))  # Friday
+    do(early, "approve", people["lanhdao"], {"approved": True})
+    own = {r["unit"]: r for r in supervision.dashboard(people["thanhtra"])["units"]}["MX"]["own"]
+    with db.read_only() as session:
+        days = cal.load_calendar(session).working_days_between
+    fri, sun, mon, wed, next_fri = (date(2026, 11, d) for d in (20, 22, 23, 25, 27))
+    assert own["avg_working_days_to_acknowledge"] == round((days(fri, mon) + days(mon, wed)) / 2, 1)
+    assert own["avg_working_days_to_explain"] == days(mon, next_fri)
+    # What UTC dates would give instead: the test tells the two apart.
+    assert (days(fri, sun), days(sun, next_fri)) != (days(fri, mon), days(mon, next_fri))

@@ -967,6 +967,18 @@ def _month_bounds(now: datetime) -> tuple[datetime, datetime, str]:
             datetime.combine(following, time(0, 0), tzinfo=cal.LOCAL_TZ), first.strftime("%Y-%m"))
 
 
+def _local_day(column):
+    """The local (Hà Nội) calendar date of a UTC timestamp column, computed by the database."""
+    if db.is_sqlite():
+        # Việt Nam has kept UTC+7 without daylight saving since 1975.
+        return func.date(column, "+7 hours")
+    return func.date(func.timezone("Asia/Ho_Chi_Minh", func.timezone("UTC", column)))
+
+
+def _as_date(value) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value))
+
+
 def dashboard(actor: Actor, unit: str | None = None) -> dict:
     """The figures of each unit the actor supervises, and each parent's figures with its units below.
 
@@ -1007,19 +1019,25 @@ def dashboard(actor: Actor, unit: str | None = None) -> dict:
                 .where(Request.explained_at >= start, Request.explained_at < end, *scope)
                 .group_by(Request.unit_code)):
             figures(code).update(explained=n, explained_on_time=int(on_time or 0))
-        for code, received, acknowledged in session.execute(
-                select(Request.unit_code, Request.received_at, Request.acknowledged_at)
-                .where(Request.acknowledged_at >= start, Request.acknowledged_at < end, *scope)):
+        # Working days depend only on the two local dates: the month's cases are counted per unit and
+        # pair of dates in SQL (a few thousand groups instead of 60,000 rows for a city's month).
+        received_day, acknowledged_day = _local_day(Request.received_at), _local_day(Request.acknowledged_at)
+        for code, received, acknowledged, n in session.execute(
+                select(Request.unit_code, received_day, acknowledged_day, func.count())
+                .where(Request.acknowledged_at >= start, Request.acknowledged_at < end, *scope)
+                .group_by(Request.unit_code, received_day, acknowledged_day)):
             f = figures(code)
-            f["ack_days_sum"] += max(0, calendar.working_days_between(cal.local_date(received), cal.local_date(acknowledged)))
-            f["ack_n"] += 1
-        for code, acknowledged, explained in session.execute(
-                select(Request.unit_code, Request.acknowledged_at, Request.explained_at)
+            f["ack_days_sum"] += n * max(0, calendar.working_days_between(_as_date(received), _as_date(acknowledged)))
+            f["ack_n"] += n
+        explained_day = _local_day(Request.explained_at)
+        for code, acknowledged, explained, n in session.execute(
+                select(Request.unit_code, acknowledged_day, explained_day, func.count())
                 .where(Request.explained_at >= start, Request.explained_at < end,
-                       Request.acknowledged_at.is_not(None), *scope)):
+                       Request.acknowledged_at.is_not(None), *scope)
+                .group_by(Request.unit_code, acknowledged_day, explained_day)):
             f = figures(code)
-            f["explain_days_sum"] += max(0, calendar.working_days_between(cal.local_date(acknowledged), cal.local_date(explained)))
-            f["explain_n"] += 1
+            f["explain_days_sum"] += n * max(0, calendar.working_days_between(_as_date(acknowledged), _as_date(explained)))
+            f["explain_n"] += n
         for code, total, n in session.execute(
                 select(Request.unit_code, func.sum(Request.rating_score), func.count())
                 .where(Request.rated_at >= start, Request.rated_at < end, Request.rating_score.is_not(None), *scope)

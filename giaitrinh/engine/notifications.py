@@ -15,10 +15,8 @@ notice, never personal data.
 """
 from __future__ import annotations
 
-import weakref
 from datetime import datetime
-from time import monotonic
-from typing import Any, Iterable
+from typing import Iterable
 from urllib.parse import quote
 
 from sqlalchemy import bindparam, or_, select
@@ -26,8 +24,9 @@ from sqlalchemy.orm import Session
 
 from . import calendar as cal
 from . import clock, mail
+from . import units as unit_tree
 from .errors import NotFound, ValidationFailed
-from .models import Membership, Notification, OutboxMessage, Request, Unit, User
+from .models import Membership, Notification, OutboxMessage, Request, User
 
 ERASED = "[đã xóa]"
 _QUEUED = "giaitrinh_queued_mail"
@@ -326,45 +325,6 @@ def notify_official(session: Session, request: Request, username: str, kind: str
     return notice
 
 
-def _ancestors(session: Session, unit_code: str) -> list[str]:
-    """The unit and the units above it, nearest first."""
-    chain: list[str] = []
-    code: str | None = unit_code
-    while code and code not in chain:
-        chain.append(code)
-        with session.no_autoflush:
-            unit = session.get(Unit, code)
-        code = unit.parent_code if unit else None
-    return chain
-
-
-# Per database engine: (when read, unit code -> parent code). Units are not re-parented through
-# the application; as with their names (services._common.unit_name) a change made by hand
-# shows within a minute. A unit missing from the map (created since) is looked up afresh.
-_UNIT_TREE_SECONDS = 60.0
-_unit_trees: "weakref.WeakKeyDictionary[Any, tuple[float, dict[str, str | None]]]" = weakref.WeakKeyDictionary()
-
-
-def _ancestors_cached(session: Session, unit_code: str) -> list[str]:
-    """``_ancestors`` from the unit tree this process read at most a minute ago."""
-    engine = session.get_bind()
-    cached = _unit_trees.get(engine)
-    if cached is None or monotonic() - cached[0] >= _UNIT_TREE_SECONDS:
-        with session.no_autoflush:
-            parents = dict(session.execute(select(Unit.code, Unit.parent_code)).all())
-        cached = (monotonic(), parents)
-        _unit_trees[engine] = cached
-    parents = cached[1]
-    if unit_code not in parents:
-        return _ancestors(session, unit_code)
-    chain: list[str] = []
-    code: str | None = unit_code
-    while code and code not in chain:
-        chain.append(code)
-        code = parents.get(code)
-    return chain
-
-
 _RECIPIENTS = "giaitrinh_escalation_recipients"
 
 
@@ -395,7 +355,7 @@ _RECIPIENTS_QUERY = (
 
 
 def _read_escalation_recipients(session: Session, unit_code: str) -> list[tuple[str, str | None]]:
-    ancestors = _ancestors_cached(session, unit_code)
+    ancestors = unit_tree.ancestors_cached(session, unit_code)
     with session.no_autoflush:
         rows = session.execute(_RECIPIENTS_QUERY, {"unit": unit_code, "ancestors": ancestors}).all()
     return [(username, email) for username, email in rows]
@@ -412,7 +372,7 @@ def escalated(session: Session, request: Request, step: str, level: int, due_at:
 
 def _may_work_on(session: Session, username: str, unit_code: str) -> bool:
     """The account is active and holds some role in the unit, a unit above it, or every unit."""
-    ancestors = _ancestors(session, unit_code)
+    ancestors = unit_tree.ancestors(session, unit_code)
     with session.no_autoflush:
         found = session.execute(
             select(Membership.id).join(User, User.id == Membership.user_id)

@@ -18,7 +18,7 @@ from ..accounts import Actor
 from ..definitions import ROLES, InvalidDefinition, parse_definition
 from ..errors import Conflict, Forbidden, NotFound, ValidationFailed
 from ..forms import form_problems
-from ..models import Definition, Request, WorkflowState
+from ..models import Definition, Request
 from ._common import definition as definition_version
 from ._common import iso, load_running, request_for_update, save_running
 

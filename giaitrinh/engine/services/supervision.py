@@ -10,6 +10,7 @@ from sqlalchemy import and_, case, exists, func, not_, or_, select
 from sqlalchemy.orm import aliased
 
 from .. import attention, audit, calendar as cal, clock, db, forms, jobs, notifications, runtime
+from .. import units as unit_tree
 from ..accounts import ALL_UNITS, Actor, actor_by_username
 from ..errors import Conflict, Forbidden, NotFound, ServiceError, ValidationFailed
 from ..models import (AuditEvent, Escalation, Job, Membership, Request, SavedFilter, Setting, Task, TaskCandidate,
@@ -1097,12 +1098,7 @@ def case_console(code: str, actor: Actor) -> dict:
     with db.read_only() as session:
         request = _viewable(session, code, actor)
         may_act = any(actor.has_role(r, request.unit_code) for r in ("head", "supervisor"))
-        ancestors: list[str] = []
-        unit: str | None = request.unit_code
-        while unit and unit not in ancestors:
-            ancestors.append(unit)
-            row = _common.pinned_get(session, Unit, unit)
-            unit = row.parent_code if row else None
+        ancestors = unit_tree.ancestors(session, request.unit_code)
         people = session.execute(
             select(User.username, User.full_name, Membership.role).join(Membership, Membership.user_id == User.id)
             .where(User.is_active.is_(True), or_(Membership.unit_code.in_(ancestors), Membership.unit_code.is_(None)))

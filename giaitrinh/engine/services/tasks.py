@@ -7,10 +7,11 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, false, func, or_, select
 
-from .. import audit, calendar as cal, clock, db, forms, notifications, projection, redaction, runtime
+from .. import audit, calendar as cal, clock, db, forms, notifications, projection, runtime
+from .. import units as unit_tree
 from ..accounts import ALL_UNITS, Actor
 from ..errors import Conflict, Forbidden, NotFound, ValidationFailed
-from ..models import Escalation, Membership, Request, Task, TaskCandidate, Unit, User
+from ..models import Escalation, Membership, Request, Task, TaskCandidate, User
 from . import _common, documents
 from ._common import iso
 
@@ -170,12 +171,7 @@ def _inbox_query(scope: str, roles_key: tuple, by_code: bool, by_step: bool, ove
 
 def _officials_of(session, unit_code: str) -> list[tuple[str, str]]:
     """Officials who may be assigned a case of this unit (their unit or a unit above it)."""
-    ancestors = []
-    code: str | None = unit_code
-    while code and code not in ancestors:
-        ancestors.append(code)
-        unit = _common.pinned_get(session, Unit, code)
-        code = unit.parent_code if unit else None
+    ancestors = unit_tree.ancestors(session, unit_code)
     # Two columns, not User entities: those would also load every user's memberships.
     rows = session.execute(
         select(User.id, User.username, User.full_name).join(Membership, Membership.user_id == User.id)

@@ -352,8 +352,10 @@ class Generator:
                                       f"(SELECT coalesce(max(id), 1) FROM {table}))"))
             conn.execute(insert(Setting), [{"key": MARKER, "value": json.dumps(self.params())}])
         click.echo("analysing the tables...", err=True)
-        with engine.connect() as conn:
-            conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("ANALYZE"))
+        # In a transaction of its own that commits: run in "autocommit" on the app's SQLite engine
+        # it had been rolled back with the BEGIN that engine emits, leaving no statistics at all.
+        with engine.begin() as conn:
+            conn.execute(text("ANALYZE"))
 
     def params(self) -> dict:
         return {"closed": self.closed, "open": self.open, "units": self.units, "version": VERSION,

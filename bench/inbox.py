@@ -51,14 +51,6 @@ from giaitrinh.engine import db  # noqa: E402
 from giaitrinh.engine.accounts import actor_by_username  # noqa: E402
 from giaitrinh.engine.services import requests, supervision, tasks  # noqa: E402
 
-# What /giam-sat/ counts (web/supervise.py FILTERS), and the list it shows by default.
-DASHBOARD_FILTERS = {
-    "overdue": {"overdue": True},
-    "stuck": {"stuck": True},
-    "suspended": {"status": "suspended"},
-    "open": {"closed": False},
-    "all": {},
-}
 SEARCHES = ["thu hồi đất", "thu hoi dat", "giải phóng mặt bằng", "karaoke", "đúng trình tự", "Lê Lợi",
             "quy hoach khu dan cu", "tái định cư", "hoc phi", "cau rong", "nghị định 59", "ngập úng",
             "xyzzy không có", "giấy phép", "bến xe"]
@@ -98,13 +90,9 @@ def actor(username: str):
 
 
 def dashboard(who, unit: str | None, show: str) -> dict:
-    """All the calls of web/supervise.py's dashboard for one page view, its per-unit figures included."""
-    counts = {name: supervision.list_instances(who, unit=unit, per_page=1, **criteria)["total"]
-              for name, criteria in DASHBOARD_FILTERS.items()}
-    supervision.list_escalations(who, open_only=True, unit=unit, per_page=100)
-    supervision.list_instances(who, unit=unit, per_page=200, **DASHBOARD_FILTERS[show])
-    supervision.dashboard(who, unit=unit)  # the per-unit figures under the list (board_* alone)
-    return counts
+    """What web/supervise.py's dashboard asks for one page view: ``supervision.overview``, its
+    per-unit figures included."""
+    return supervision.overview(who, unit=unit, show=show)["counts"]
 
 
 def measures(units: list[str], rng: random.Random) -> dict:

@@ -1,15 +1,16 @@
-"""The stuck list from the request row's facts (engine/attention.py) says exactly what the task and
-job rows say, through suspension and resumption, incidents and retries, timers firing,
+"""The stuck list and the dashboard's per-unit figures from the request row's facts
+(engine/attention.py) say exactly what the task, job and escalation rows say, through suspension
+and resumption, incidents and retries, timers firing, escalations raised and handled,
 reassignment, the requester's missing information, termination and rows changed by hand."""
 from __future__ import annotations
 
 from sqlalchemy import and_, exists, func, not_, or_, select
 
 from giaitrinh.engine import attention, calendar as cal, clock, db, timers
-from giaitrinh.engine.models import Job, Request, Task
-from giaitrinh.engine.services import requests, supervision
+from giaitrinh.engine.models import Escalation, Job, Request, Task
+from giaitrinh.engine.services import requests, supervision, tasks
 
-from .helpers import EXPLANATION, do, submit, to_explain
+from .helpers import EXPLANATION, do, submit, task_id, to_explain
 from .test_supervision import make_incident, make_user
 
 REASONS = tuple(supervision.STUCK_REASONS)
@@ -40,9 +41,34 @@ def facts_from_rows() -> dict[str, tuple]:
         pending = or_(exists().where(Task.request_id == Request.id, Task.status == "open"),
                       exists().where(Job.request_id == Request.id, Job.status.in_(attention.UNFINISHED_JOBS)),
                       Request.status == "needs_info")
-        rows = session.execute(select(Request.code, Request.task_due_at, due, Request.work_pending, pending)).all()
-    return {code: ((stored_due, bool(stored_pending)), (computed_due, bool(computed_pending)))
-            for code, stored_due, computed_due, stored_pending, computed_pending in rows}
+        unresolved = exists().where(Escalation.request_id == Request.id, Escalation.resolved_at.is_(None))
+        rows = session.execute(select(Request.code, Request.task_due_at, due, Request.work_pending, pending,
+                                      Request.escalated, unresolved)).all()
+    return {code: ((stored_due, bool(stored_pending), bool(stored_escalated)),
+                   (computed_due, bool(computed_pending), bool(computed_escalated)))
+            for code, stored_due, computed_due, stored_pending, computed_pending, stored_escalated, computed_escalated
+            in rows}
+
+
+def check_board(boss, expected: dict[str, set[str]]) -> None:
+    """The dashboard's per-unit stuck and escalated figures, and its totals, by the old definitions:
+    the stuck cases as the list finds them, the open cases joined to their unresolved escalations."""
+    with db.read_only() as session:
+        units = dict(session.execute(select(Request.code, Request.unit_code)).all())
+        escalated = set(session.execute(
+            select(Request.code).join(Escalation, Escalation.request_id == Request.id)
+            .where(Escalation.resolved_at.is_(None), Request.closed.is_(False))).scalars())
+    board = supervision.dashboard(boss)
+    for row in board["units"]:
+        own = row["own"]
+        assert own["stuck"] == sum(1 for c, r in expected.items() if r and units[c] == row["unit"]), row["unit"]
+        assert own["escalated"] == sum(1 for c in escalated if units[c] == row["unit"]), row["unit"]
+    assert board["totals"]["stuck"] == sum(1 for r in expected.values() if r)
+    assert board["totals"]["escalated"] == len(escalated)
+    page = supervision.overview(boss, show="stuck")
+    assert page["counts"]["stuck"] == page["cases"]["total"] == supervision.count_instances(boss, stuck=True)
+    assert page["counts"]["open"] == supervision.count_instances(boss, closed=False)
+    assert page["counts"]["overdue"] == supervision.count_instances(boss, overdue=True)
 
 
 def check(boss, codes) -> dict[str, set[str]]:
@@ -75,6 +101,7 @@ def check(boss, codes) -> dict[str, set[str]]:
                                      .where(Job.status == "incident")).scalars())
     assert found(incident=True) == failed
     assert found(incident=False) == set(expected) - failed
+    check_board(boss, expected)
     return expected
 
 
@@ -117,6 +144,15 @@ def test_the_facts_and_the_old_definition_agree_through_a_cases_life(world, peop
     assert timers.run_due() >= 1
     seen = check(boss, codes)
     assert "incident" not in seen[fresh]
+    with db.read_only() as session:
+        flagged = set(session.execute(select(Request.code).where(Request.escalated.is_(True))).scalars())
+    assert fresh in flagged
+    # The head records what was done about one of them: that case is no longer escalated.
+    tasks.complete(task_id(fresh, "escalate", people["lanhdao"]),
+                   {"cause": "Cán bộ nghỉ ốm", "action": "Giao cán bộ khác"}, people["lanhdao"])
+    check(boss, codes)
+    with db.read_only() as session:
+        assert not session.execute(select(Request.escalated).where(Request.code == fresh)).scalar_one()
 
     supervision.resume(suspended, people["lanhdao"], "Đã khỏi")
     requests.provide_info(info, waiting_info["token"], "Bản sao Quyết định số 12/QĐ-UBND")
@@ -130,6 +166,13 @@ def test_the_facts_and_the_old_definition_agree_through_a_cases_life(world, peop
     seen = check(boss, codes)
     assert seen[handmade] == {"no_work", "inactive"} and "task_overdue" in seen[accepted]
     assert seen[ended] == seen[refused] == set()
+    # Escalations resolved by hand, no task or job touched: the cases are no longer escalated.
+    with db.transaction() as session:
+        unresolved = session.execute(select(Escalation).where(Escalation.resolved_at.is_(None))).scalars().all()
+        assert unresolved
+        for escalation in unresolved:
+            escalation.resolved_at = clock.now()
+    check(boss, codes)
     supervision.set_inactive_days(people["admin"], 20)
     assert check(boss, codes)[handmade] == {"no_work"}
 

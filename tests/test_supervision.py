@@ -438,3 +438,35 @@ def test_the_dashboard_averages_count_local_working_days(world, people, fixed_cl
     assert own["avg_working_days_to_explain"] == days(mon, next_fri)
     # What UTC dates would give instead: the test tells the two apart.
     assert (days(fri, sun), days(sun, next_fri)) != (days(fri, mon), days(mon, next_fri))
+
+
+def test_the_all_count_keeps_the_settled_closed_cases_and_counts_the_recent_ones(world, people, fixed_clock):
+    boss = people["thanhtra"]
+    unit_boss = make_user("tt_mx_only", "supervisor", "MX")
+
+    def agree():
+        for who, unit in ((boss, None), (boss, "MX"), (unit_boss, None)):
+            page = supervision.overview(who, unit=unit, show="all")
+            assert page["counts"]["all"] == supervision.count_instances(who, unit=unit) \
+                == page["cases"]["total"] == supervision.count_all(who, unit=unit)
+            assert page["counts"]["open"] == supervision.count_instances(who, unit=unit, closed=False)
+        return supervision.count_all(boss)
+
+    codes = [submit()["code"] for _ in range(4)]
+    assert agree() == 4
+    do(codes[0], "receive", people["tiepnhan"], {"decision": "refuse", "ground": "secret"})  # closed now
+    assert agree() == 4
+    fixed_clock.advance(hours=2)  # that closing is settled: kept, no longer counted each time
+    do(codes[1], "receive", people["tiepnhan"], {"decision": "refuse", "ground": "secret"})
+    assert agree() == 4
+    supervision.terminate(codes[2], boss, "withdrawn", "Người yêu cầu rút yêu cầu")
+    fixed_clock.advance(days=3)  # the kept instant falls a day behind and moves up
+    assert agree() == 4
+    with db.transaction() as session:  # a case closed by hand, without a closing instant
+        request = session.execute(select(Request).where(Request.code == codes[3])).scalar_one()
+        request.closed, request.status, request.closed_at = True, "terminated", None
+    fixed_clock.advance(hours=3)
+    assert agree() == 4
+    submit()
+    fixed_clock.set(fixed_clock.now() - timedelta(days=30))  # the clock went back: counted afresh
+    assert agree() == 5

@@ -362,6 +362,19 @@ def _sweep() -> None:
         _schedule_next()
 
 
+# How often the SQLite planner's statistics are looked at (engine/db.py refresh_statistics): as the
+# database grows from a few demo cases to a city's million, plans chosen on old figures go wrong.
+STATISTICS_HOURS = 6
+
+
+def _refresh_statistics() -> None:
+    try:
+        if db.is_sqlite() and _may_run_here():
+            log.info("planner statistics: %s", db.refresh_statistics())
+    except Exception:  # noqa: BLE001 - a busy or restarting database: next time
+        log.exception("refreshing the planner statistics failed")
+
+
 def _may_run_here() -> bool:
     """On PostgreSQL every scheduler may sweep; on SQLite only the holder of the file lock."""
     global _sqlite_lock
@@ -431,6 +444,9 @@ def start_scheduler():
         _scheduler.start()
         _scheduler.add_job(_sweep, "date", run_date=datetime.now().astimezone(), id="sweep",
                            replace_existing=True, misfire_grace_time=None)
+        _scheduler.add_job(_refresh_statistics, "interval", hours=STATISTICS_HOURS, id="statistics",
+                           next_run_time=datetime.now().astimezone() + timedelta(minutes=1),
+                           replace_existing=True, coalesce=True, max_instances=1)
         return _scheduler
 
 

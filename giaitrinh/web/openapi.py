@@ -434,8 +434,9 @@ def _supervision_paths() -> dict:
             "parameters": [_path("filter_id", {"type": "integer"})],
             "responses": {"204": {"description": "Deleted"}, **_err(401, 403, 404)}}},
         "/api/v1/dashboard": {"get": {
-            "summary": "Per unit and rolled up to the parent: open, overdue, escalated, due soon, on-time rate, "
-                       "average working days to acknowledge and to explain, satisfaction",
+            "summary": "Per unit and rolled up to the parent: open, overdue, escalated, stuck, due soon, on-time "
+                       "rate, average working days to acknowledge and to explain, satisfaction; and the totals of "
+                       "the open, overdue, escalated, stuck and due-soon cases over the whole scope",
             "tags": ["supervisors"], "security": BEARER, "parameters": [_q("unit", {"type": "string"})],
             "responses": {**_ok(200, {"type": "object", "required": ["month", "units"]}), **_err(401, 403, 422)}}},
         "/api/v1/heatmap": {"get": {

@@ -17,29 +17,16 @@ from .policy import policy
 
 bp = Blueprint("supervise", __name__, url_prefix="/giam-sat")
 
-FILTERS = {
-    "overdue": {"overdue": True},
-    "stuck": {"stuck": True},
-    "suspended": {"status": "suspended"},
-    "open": {"closed": False},
-    "all": {},
-}
-
-
 @bp.get("/")
 @policy("official")
 @login_required
 def dashboard():
     actor = require_actor()
     unit = (request.args.get("unit") or "").strip()[:32] or None
-    show = request.args.get("show") if request.args.get("show") in FILTERS else "overdue"
-    counts = {name: supervision.list_instances(actor, unit=unit, per_page=1, **criteria)["total"]
-              for name, criteria in FILTERS.items()}
-    escalations = supervision.list_escalations(actor, open_only=True, unit=unit, per_page=100)
-    cases = supervision.list_instances(actor, unit=unit, per_page=200, **FILTERS[show])
-    board = supervision.dashboard(actor, unit=unit)
-    return render_template("supervise/dashboard.html", counts=counts, escalations=escalations, cases=cases,
-                           show=show, unit=unit, units=sorted(actor.units(*supervision.SUPERVISORS)), board=board)
+    page = supervision.overview(actor, unit=unit, show=request.args.get("show") or "overdue")
+    return render_template("supervise/dashboard.html", counts=page["counts"], escalations=page["escalations"],
+                           cases=page["cases"], show=page["show"], unit=unit,
+                           units=sorted(actor.units(*supervision.SUPERVISORS)), board=page["board"])
 
 
 # -- the instance list, saved filters, bulk actions ------------------------------------------------

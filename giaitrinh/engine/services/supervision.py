@@ -3,10 +3,13 @@ the dashboard and heatmap, and the actions on a case (reassign, urge, suspend, t
 """
 from __future__ import annotations
 
+import threading
+import weakref
 from datetime import date, datetime, time, timedelta
+from typing import Any
 from uuid import uuid4
 
-from sqlalchemy import and_, case, exists, func, not_, or_, select
+from sqlalchemy import and_, bindparam, case, exists, func, not_, or_, select
 from sqlalchemy.orm import aliased
 
 from .. import attention, audit, calendar as cal, clock, db, forms, jobs, notifications, runtime
@@ -178,7 +181,10 @@ def _stuck_condition(now: datetime, cutoff: datetime | None = None, reason: str 
     conditions = _reason_conditions(now, cutoff or now)
     if cutoff is None:
         conditions.pop("inactive")
-    chosen = [conditions[reason]] if reason else list(conditions.values())
+    # The column tests before the incident look-ups: most cases are decided by the first ones
+    # (a city's stuck count 12 -> 10 ms).
+    chosen = [conditions[reason]] if reason else [
+        conditions[name] for name in ("task_overdue", "inactive", "no_work", "incident") if name in conditions]
     return and_(_live_case(), or_(*chosen))
 
 
@@ -286,12 +292,13 @@ _LISTED = (Request.code, Request.subject, Request.unit_code, Request.status, Req
 
 def list_instances(actor: Actor, status: str | None = None, overdue: bool | None = None, stuck: bool | None = None,
                    unit: str | None = None, closed: bool | None = None, q: str | None = None,
-                   page: int = 1, per_page: int = 50, **more) -> dict:
+                   page: int = 1, per_page: int = 50, known_total: int | None = None, **more) -> dict:
     """Cases of the units the actor supervises, with why each open one is stuck (if it is).
 
     Extra filters (``step``, ``assignee``, ``reason``, ``incident``, ``received_from``,
     ``received_to``) as in :func:`parse_filter`. Everything is one SQL statement over typed
-    columns; the working-days threshold becomes an instant before the query.
+    columns; the working-days threshold becomes an instant before the query. ``known_total``:
+    the caller has just counted these cases (the dashboard), so they are not counted again.
     """
     units = _require_supervisor(actor)
     criteria = parse_filter({"status": status, "overdue": overdue, "stuck": stuck, "unit": unit, "closed": closed,
@@ -302,7 +309,7 @@ def list_instances(actor: Actor, status: str | None = None, overdue: bool | None
         days = inactive_days(session)
         cutoff = inactive_cutoff(calendar, now, days)
         query = _filtered(actor, units, criteria, now, cutoff)
-        total = _common.count(session, query)
+        total = _common.count(session, query) if known_total is None else known_total
         live = _live_case()
         reasons = {name: and_(live, condition).label(f"r_{name}")
                    for name, condition in _reason_conditions(now, cutoff).items()}
@@ -336,6 +343,109 @@ def list_instances(actor: Actor, status: str | None = None, overdue: bool | None
             })
         return {"items": items, "total": total, "page": page, "per_page": per_page, "filter": criteria,
                 "inactive_days": days}
+
+
+def count_instances(actor: Actor, unit: str | None = None, **criteria) -> int:
+    """How many cases :func:`list_instances` would list with these filters (no page read)."""
+    units = _require_supervisor(actor)
+    criteria = parse_filter({"unit": unit, **criteria})
+    now = clock.now()
+    with db.read_only() as session:
+        cutoff = inactive_cutoff(cal.load_calendar(session), now, inactive_days(session))
+        return _common.count(session, _filtered(actor, units, criteria, now, cutoff))
+
+
+# -- the "all" tab's count: the settled closed cases counted once ---------------------------------
+
+# A closed case never reopens and its row is never deleted (retention erases its content, not the
+# row), and ``closed_at`` is the instant of the transaction that closed it. So the closed cases of a
+# scope closed more than an hour ago can no longer change: their number is kept, per process,
+# database and scope, and only the cases closed since are counted each time (ix_requests_closed,
+# a short range). A city's "all" count had read 1.1 million index entries on every page (9 ms).
+_SETTLED_AFTER = timedelta(hours=1)  # longer than any transaction lasts
+_SETTLED_RENEW = timedelta(days=1)  # how far behind the kept instant may fall before it moves up
+_settled: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+_settled_lock = threading.Lock()
+
+
+# The units of the recent closings, city-wide, counted here. Given a unit (or a GROUP BY unit)
+# SQLite's planner cannot tell that they are few, and reads all the unit's (or the city's) closed
+# cases through ix_requests_open_unit instead of this short range of ix_requests_closed (16 ms for a
+# unit, 1.6 s grouped). A case closed without a closing instant (by hand) is never settled: it is
+# counted each time.
+_CLOSED_SINCE = select(Request.unit_code).where(
+    Request.closed.is_(True), or_(Request.closed_at.is_(None), Request.closed_at >= bindparam("instant")))
+
+
+def _closed_count(session, units: frozenset[str], unit: str | None, now: datetime) -> int:
+    scope = _unit_filter(Request.unit_code, units, unit)
+
+    def in_scope(code: str) -> bool:
+        return (ALL_UNITS in units or code in units) and (unit is None or code == unit)
+
+    def closed_since(instant: datetime) -> int:
+        return sum(1 for code in session.execute(_CLOSED_SINCE, {"instant": instant}).scalars() if in_scope(code))
+
+    key = ((ALL_UNITS,) if ALL_UNITS in units else tuple(sorted(units)), unit)
+    with _settled_lock:
+        entry = _settled.setdefault(db.get_engine(), {}).get(key)
+    if entry is None or entry[0] > now - _SETTLED_AFTER or entry[0] < now - _SETTLED_AFTER - _SETTLED_RENEW:
+        # Also when the clock went back (a test's, an operator's): the kept instant is then too recent.
+        instant = now - _SETTLED_AFTER
+        # Every case less the open ones: both counts lead with the unit in their index when there is one.
+        every = (session.execute(select(func.count()).select_from(Request).where(*scope)).scalar_one()
+                 - session.execute(select(func.count()).select_from(Request)
+                                   .where(Request.closed.is_(False), *scope)).scalar_one())
+        entry = (instant, every - closed_since(instant))
+        with _settled_lock:
+            _settled.setdefault(db.get_engine(), {})[key] = entry
+    instant, settled = entry
+    return settled + closed_since(instant)
+
+
+def count_all(actor: Actor, unit: str | None = None, open_cases: int | None = None) -> int:
+    """Every case of the actor's units (the "all" tab): the open ones (``open_cases`` if the caller
+    has just counted them) and the closed ones."""
+    units = _require_supervisor(actor)
+    scope = _unit_filter(Request.unit_code, units, unit)
+    now = clock.now()
+    with db.read_only() as session:
+        if open_cases is None:
+            open_cases = session.execute(select(func.count()).select_from(Request)
+                                         .where(Request.closed.is_(False), *scope)).scalar_one()
+        return open_cases + _closed_count(session, units, unit, now)
+
+
+# The dashboard's tabs: which cases each lists.
+OVERVIEW_TABS = {
+    "overdue": {"overdue": True},
+    "stuck": {"stuck": True},
+    "suspended": {"status": "suspended"},
+    "open": {"closed": False},
+    "all": {},
+}
+
+
+def overview(actor: Actor, unit: str | None = None, show: str = "overdue") -> dict:
+    """Everything the supervisors' dashboard shows: each tab's count, the open escalations, the
+    cases of the chosen tab and the per-unit figures.
+
+    The open, overdue and stuck counts are the per-unit figures summed (one pass over the open
+    cases instead of a count each), and the chosen tab's list reuses its count.
+    """
+    show = show if show in OVERVIEW_TABS else "overdue"
+    board = dashboard(actor, unit=unit)
+    counts = {name: board["totals"][name] for name in ("overdue", "stuck", "open")}
+    counts["suspended"] = count_instances(actor, unit=unit, **OVERVIEW_TABS["suspended"])
+    counts["all"] = count_all(actor, unit=unit, open_cases=counts["open"])
+    counts = {name: counts[name] for name in OVERVIEW_TABS}
+    return {
+        "counts": counts,
+        "escalations": list_escalations(actor, open_only=True, unit=unit, per_page=100),
+        "cases": list_instances(actor, unit=unit, per_page=200, known_total=counts[show], **OVERVIEW_TABS[show]),
+        "board": board,
+        "show": show,
+    }
 
 
 def stuck_reasons(code: str, actor: Actor) -> list[dict]:
@@ -997,24 +1107,27 @@ def dashboard(actor: Actor, unit: str | None = None) -> dict:
         own: dict[str, dict] = {}
 
         def figures(code: str) -> dict:
-            return own.setdefault(code, {"open": 0, "overdue": 0, "escalated": 0, "due_soon": 0, "explained": 0,
-                                         "explained_on_time": 0, "ack_days_sum": 0, "ack_n": 0,
+            return own.setdefault(code, {"open": 0, "overdue": 0, "escalated": 0, "stuck": 0, "due_soon": 0,
+                                         "explained": 0, "explained_on_time": 0, "ack_days_sum": 0, "ack_n": 0,
                                          "explain_days_sum": 0, "explain_n": 0, "rating_sum": 0, "rating_n": 0})
 
         late = exists().where(Escalation.request_id == Request.id, Escalation.step.in_(_LATE_EXPLAIN_STEPS))
-        for code, open_n, overdue_n, soon_n in session.execute(
+        # One pass over ix_requests_open_unit: the escalated flag is on the row (engine/attention.py).
+        # Filtered counts, not sums of CASE: a fifth less work per row (SQLite 3.30+, PostgreSQL).
+        for code, open_n, overdue_n, soon_n, escalated_n in session.execute(
                 select(Request.unit_code, func.count(),
-                       func.sum(case((Request.overdue.is_(True), 1), else_=0)),
-                       func.sum(case((and_(Request.overdue.is_(False), Request.deadline_at >= now,
-                                           Request.deadline_at <= soon), 1), else_=0)))
+                       func.count().filter(Request.overdue.is_(True)),
+                       func.count().filter(and_(Request.overdue.is_(False), Request.deadline_at >= now,
+                                                Request.deadline_at <= soon)),
+                       func.count().filter(Request.escalated.is_(True)))
                 .where(Request.closed.is_(False), *scope).group_by(Request.unit_code)):
-            figures(code).update(open=open_n, overdue=int(overdue_n or 0), due_soon=int(soon_n or 0))
+            figures(code).update(open=open_n, overdue=overdue_n, due_soon=soon_n, escalated=escalated_n)
+        # The stuck cases per unit, as the instance list counts them, from ix_requests_attention alone.
+        cutoff = inactive_cutoff(calendar, now, inactive_days(session))
         for code, n in session.execute(
-                select(Request.unit_code, func.count(func.distinct(Escalation.request_id)))
-                .join(Escalation, Escalation.request_id == Request.id)
-                .where(Escalation.resolved_at.is_(None), Request.closed.is_(False), *scope)
-                .group_by(Request.unit_code)):
-            figures(code)["escalated"] = n
+                select(Request.unit_code, func.count())
+                .where(_stuck_condition(now, cutoff), *scope).group_by(Request.unit_code)):
+            figures(code)["stuck"] = n
         for code, n, on_time in session.execute(
                 select(Request.unit_code, func.count(), func.sum(case((late, 0), else_=1)))
                 .where(Request.explained_at >= start, Request.explained_at < end, *scope)
@@ -1064,7 +1177,7 @@ def dashboard(actor: Actor, unit: str | None = None) -> dict:
 
         def finish(raw: dict) -> dict:
             return {
-                "open": raw["open"], "overdue": raw["overdue"], "escalated": raw["escalated"],
+                "open": raw["open"], "overdue": raw["overdue"], "escalated": raw["escalated"], "stuck": raw["stuck"],
                 "due_soon": raw["due_soon"], "explained": raw["explained"],
                 "explained_on_time": raw["explained_on_time"],
                 "on_time_rate": round(raw["explained_on_time"] / raw["explained"], 3) if raw["explained"] else None,
@@ -1086,7 +1199,11 @@ def dashboard(actor: Actor, unit: str | None = None) -> dict:
                          "depth": 0 if parent is None or parent not in visible else 1,
                          "children": sorted(c for c in children.get(code, []) if c in visible),
                          "own": finish(own.get(code, figures(code))), "rolled_up": finish(summed)})
-        return {"month": month, "now": iso(now), "due_soon_working_days": DUE_SOON_WORKING_DAYS, "units": rows}
+        # The whole scope's live counts, each case once (a unit's own figures do not overlap).
+        totals = {k: sum(own.get(code, {}).get(k, 0) for code in visible)
+                  for k in ("open", "overdue", "escalated", "stuck", "due_soon")}
+        return {"month": month, "now": iso(now), "due_soon_working_days": DUE_SOON_WORKING_DAYS, "units": rows,
+                "totals": totals}
 
 
 # -- what the case page offers -------------------------------------------------------------------

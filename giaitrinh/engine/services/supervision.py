@@ -1103,7 +1103,7 @@ def dashboard(actor: Actor, unit: str | None = None) -> dict:
         start, end, month = _month_bounds(now)
         soon = cal.end_of_day(calendar.add_working_days(cal.local_date(now), DUE_SOON_WORKING_DAYS))
         scope = _unit_filter(Request.unit_code, units, unit)
-        all_units = {u.code: u for u in session.execute(select(Unit)).scalars()}
+        all_units = {u.code: u for u in session.execute(select(Unit.code, Unit.name, Unit.parent_code))}
         own: dict[str, dict] = {}
 
         def figures(code: str) -> dict:
@@ -1133,6 +1133,13 @@ def dashboard(actor: Actor, unit: str | None = None) -> dict:
                 .where(Request.explained_at >= start, Request.explained_at < end, *scope)
                 .group_by(Request.unit_code)):
             figures(code).update(explained=n, explained_on_time=int(on_time or 0))
+        between: dict = {}  # the same pairs of dates recur from unit to unit
+
+        def days_between(first, last) -> int:
+            if (first, last) not in between:
+                between[first, last] = max(0, calendar.working_days_between(_as_date(first), _as_date(last)))
+            return between[first, last]
+
         # Working days depend only on the two local dates: the month's cases are counted per unit and
         # pair of dates in SQL (a few thousand groups instead of 60,000 rows for a city's month).
         received_day, acknowledged_day = _local_day(Request.received_at), _local_day(Request.acknowledged_at)
@@ -1141,7 +1148,7 @@ def dashboard(actor: Actor, unit: str | None = None) -> dict:
                 .where(Request.acknowledged_at >= start, Request.acknowledged_at < end, *scope)
                 .group_by(Request.unit_code, received_day, acknowledged_day)):
             f = figures(code)
-            f["ack_days_sum"] += n * max(0, calendar.working_days_between(_as_date(received), _as_date(acknowledged)))
+            f["ack_days_sum"] += n * days_between(received, acknowledged)
             f["ack_n"] += n
         explained_day = _local_day(Request.explained_at)
         for code, acknowledged, explained, n in session.execute(
@@ -1150,7 +1157,7 @@ def dashboard(actor: Actor, unit: str | None = None) -> dict:
                        Request.acknowledged_at.is_not(None), *scope)
                 .group_by(Request.unit_code, acknowledged_day, explained_day)):
             f = figures(code)
-            f["explain_days_sum"] += n * max(0, calendar.working_days_between(_as_date(acknowledged), _as_date(explained)))
+            f["explain_days_sum"] += n * days_between(acknowledged, explained)
             f["explain_n"] += n
         for code, total, n in session.execute(
                 select(Request.unit_code, func.sum(Request.rating_score), func.count())

@@ -94,3 +94,63 @@ def test_downgrade_to_base_and_up_again(empty_url):
     assert _current(empty_url) is None
     command.upgrade(config, "head")
     assert _differences(empty_url) == []
+
+
+def _cases(conn, codes, now) -> None:
+    """Requests as the 0009 schema holds them (and every later one: its new columns have defaults)."""
+    conn.execute(text("INSERT INTO units (code, name) VALUES ('MX', 'Mỹ Xuyên')"))
+    conn.execute(text("INSERT INTO definitions (key, version, status, sha256, bpmn_xml, manifest, created_at) "
+                      "VALUES ('giai_trinh', 1, 'deployed', 'x', '<x/>', '{}', :now)"), {"now": now})
+    for code in codes:
+        conn.execute(text(
+            "INSERT INTO requests (code, token_hash, definition_id, unit_code, status, closed, subject, content, "
+            "channel, requester_kind, requester_name, requester_address, requester_phone, received_at, "
+            "last_activity_at, deadlines, overdue, extended, outcome) VALUES (:code, :code, "
+            "(SELECT id FROM definitions), 'MX', 'received', :no, 's', 'c', 'web', 'person', 'n', 'a', 'p', "
+            ":now, :now, '{}', :no, :no, '{}')"), {"code": code, "now": now, "no": False})
+
+
+def test_0010_flags_the_cases_with_an_unresolved_escalation(empty_url):
+    migrate.upgrade(empty_url, "0009")
+    engine = create_engine(empty_url)
+    now = datetime(2026, 11, 20, 2, 0)
+    with engine.begin() as conn:
+        _cases(conn, ("ESC", "DONE", "NONE"), now)
+        for code, resolved in (("ESC", None), ("ESC", now), ("DONE", now)):
+            conn.execute(text(
+                "INSERT INTO escalations (request_id, unit_code, step, level, raised_at, due_at, owner_role, "
+                "resolved_at) VALUES ((SELECT id FROM requests WHERE code = :code), 'MX', 'receive', 1, :now, :now, "
+                "'head', :resolved)"), {"code": code, "now": now, "resolved": resolved})
+    engine.dispose()
+    migrate.upgrade(empty_url)
+    engine = create_engine(empty_url)
+    with engine.connect() as conn:
+        flags = dict(conn.execute(text("SELECT code, escalated FROM requests")).all())
+    engine.dispose()
+    assert {code: bool(flag) for code, flag in flags.items()} == {"ESC": True, "DONE": False, "NONE": False}
+
+
+def test_the_upgrade_leaves_sqlite_planner_statistics(tmp_path):
+    """Without sqlite_stat1 SQLite guesses its plans, and at a million requests it guesses wrong."""
+    from giaitrinh.engine import db
+
+    url = f"sqlite:///{tmp_path / 'stats.db'}"
+    migrate.upgrade(url, "0009")
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            _cases(conn, ("A", "B"), datetime(2026, 11, 20, 2, 0))
+        migrate.upgrade(url)
+
+        def requests_analysed() -> int:
+            with engine.connect() as conn:
+                return conn.execute(text("SELECT count(*) FROM sqlite_stat1 WHERE tbl = 'requests'")).scalar_one()
+
+        assert requests_analysed()
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM sqlite_stat1"))
+        assert db.refresh_statistics(engine) == "analyze"  # none for the cases: a full ANALYZE
+        assert requests_analysed()
+        assert db.refresh_statistics(engine) == "optimize"  # then only what grew or shrank tenfold
+    finally:
+        engine.dispose()

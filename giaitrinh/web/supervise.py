@@ -17,6 +17,7 @@ from .policy import policy
 
 bp = Blueprint("supervise", __name__, url_prefix="/giam-sat")
 
+
 @bp.get("/")
 @policy("official")
 @login_required

@@ -181,8 +181,7 @@ def _stuck_condition(now: datetime, cutoff: datetime | None = None, reason: str 
     conditions = _reason_conditions(now, cutoff or now)
     if cutoff is None:
         conditions.pop("inactive")
-    # The column tests before the incident look-ups: most cases are decided by the first ones
-    # (a city's stuck count 12 -> 10 ms).
+    # The column tests before the incident look-ups: most cases are decided by the first ones.
     chosen = [conditions[reason]] if reason else [
         conditions[name] for name in ("task_overdue", "inactive", "no_work", "incident") if name in conditions]
     return and_(_live_case(), or_(*chosen))
@@ -377,6 +376,10 @@ _CLOSED_SINCE = select(Request.unit_code).where(
     Request.closed.is_(True), or_(Request.closed_at.is_(None), Request.closed_at >= bindparam("instant")))
 
 
+def _count_cases(session, *conditions) -> int:
+    return session.execute(select(func.count()).select_from(Request).where(*conditions)).scalar_one()
+
+
 def _closed_count(session, units: frozenset[str], unit: str | None, now: datetime) -> int:
     scope = _unit_filter(Request.unit_code, units, unit)
 
@@ -393,9 +396,7 @@ def _closed_count(session, units: frozenset[str], unit: str | None, now: datetim
         # Also when the clock went back (a test's, an operator's): the kept instant is then too recent.
         instant = now - _SETTLED_AFTER
         # Every case less the open ones: both counts lead with the unit in their index when there is one.
-        every = (session.execute(select(func.count()).select_from(Request).where(*scope)).scalar_one()
-                 - session.execute(select(func.count()).select_from(Request)
-                                   .where(Request.closed.is_(False), *scope)).scalar_one())
+        every = _count_cases(session, *scope) - _count_cases(session, Request.closed.is_(False), *scope)
         entry = (instant, every - closed_since(instant))
         with _settled_lock:
             _settled.setdefault(db.get_engine(), {})[key] = entry
@@ -411,8 +412,7 @@ def count_all(actor: Actor, unit: str | None = None, open_cases: int | None = No
     now = clock.now()
     with db.read_only() as session:
         if open_cases is None:
-            open_cases = session.execute(select(func.count()).select_from(Request)
-                                         .where(Request.closed.is_(False), *scope)).scalar_one()
+            open_cases = _count_cases(session, Request.closed.is_(False), *scope)
         return open_cases + _closed_count(session, units, unit, now)
 
 

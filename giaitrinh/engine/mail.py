@@ -38,7 +38,7 @@ from typing import Any, Callable
 
 from sqlalchemy import func, select
 
-from . import audit, clock, db
+from . import audit, clock, db, leasing
 from . import calendar as cal
 from .errors import NotFound
 from .models import OutboxMessage, Request
@@ -204,22 +204,8 @@ def _smtp_send(msg: Message, cfg: MailConfig) -> None:
 def _claim(now: datetime, limit: int) -> list[tuple[int, int]]:
     from .timers import LEASE, owner
 
-    wall = clock.wall_now()
-    me = owner()
     with db.transaction() as session:
-        query = (
-            select(OutboxMessage).where(
-                OutboxMessage.status == QUEUED, OutboxMessage.due_at <= now,
-                (OutboxMessage.lease_expires_at.is_(None)) | (OutboxMessage.lease_expires_at < wall))
-            .order_by(OutboxMessage.due_at, OutboxMessage.id).limit(limit)
-        )
-        if not db.is_sqlite():
-            query = query.with_for_update(skip_locked=True)
-        claimed = session.execute(query).scalars().all()
-        for row in claimed:
-            row.lease_owner = me
-            row.lease_expires_at = wall + LEASE
-        session.flush()  # bumps every version: the fencing tokens
+        claimed = leasing.claim_due(session, OutboxMessage.__table__, QUEUED, now, limit, owner(), LEASE)
         return [(row.id, row.version) for row in claimed]
 
 

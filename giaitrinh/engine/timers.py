@@ -32,7 +32,7 @@ from pathlib import Path
 
 from sqlalchemy import bindparam, func, select
 
-from . import audit, clock, db, jobs, runtime
+from . import audit, clock, db, jobs, leasing, runtime
 from .errors import NotFound
 from .models import Escalation, Job, Request, WorkflowState
 from .services import _common
@@ -73,21 +73,8 @@ def _backoff(attempts: int) -> timedelta:
 def _claim(now: datetime, limit: int) -> list[tuple[int, int | None, int]]:
     """Lease due jobs so no other scheduler fires them, earliest due first;
     returns (job id, request id, fencing version)."""
-    wall = clock.wall_now()
-    me = owner()
     with db.transaction() as session:
-        query = (
-            select(Job).where(Job.status == "waiting", Job.due_at <= now,
-                              (Job.lease_expires_at.is_(None)) | (Job.lease_expires_at < wall))
-            .order_by(Job.due_at, Job.id).limit(limit)
-        )
-        if not db.is_sqlite():
-            query = query.with_for_update(skip_locked=True)
-        claimed = session.execute(query).scalars().all()
-        for job in claimed:
-            job.lease_owner = me
-            job.lease_expires_at = wall + LEASE
-        session.flush()  # bumps every version: the fencing tokens
+        claimed = leasing.claim_due(session, Job.__table__, "waiting", now, limit, owner(), LEASE)
         return [(job.id, job.request_id, job.version) for job in claimed]
 
 

@@ -301,6 +301,23 @@ def _user_email(session: Session, username: str) -> tuple[bool, str | None] | No
     return None if row is None else (bool(row[0]), row[1])
 
 
+def _notice(request: Request, username: str, kind: str, title: str, body_vi: str, body_en: str) -> dict:
+    return dict(username=username, unit_code=request.unit_code, request_id=request.id, request_code=request.code,
+                kind=kind, title=title[:500], body=body_vi + (f"\n{body_en}" if body_en else ""),
+                created_at=clock.now(), read_at=None)
+
+
+def _official_email(session: Session, request: Request, username: str, kind: str, title: str,
+                    body_vi: str, body_en: str, email: str) -> None:
+    vi, en = TITLES[kind]
+    text = "\n".join([
+        f"{vi}: {title}", "", body_vi, "", f"Xem hồ sơ: {case_link(request.code)}", "",
+        "— English —", f"{en}: {request.code}", "", body_en, "", f"Open the case: {case_link(request.code)}",
+        "", FOOTER]) + "\n"
+    queue_email(session, to=email, kind=kind, subject=_subject(kind, request.code), body=text,
+                request=request, user=username)
+
+
 def notify_official(session: Session, request: Request, username: str, kind: str, title: str,
                     body_vi: str, body_en: str = "", email: str | None | bool = True) -> Notification | None:
     """An in-app notice to one official, and the same by email when the account has an address."""
@@ -309,20 +326,18 @@ def notify_official(session: Session, request: Request, username: str, kind: str
         if found is None or not found[0]:
             return None
         email = found[1]
-    now = clock.now()
-    notice = Notification(username=username, unit_code=request.unit_code, request_id=request.id,
-                          request_code=request.code, kind=kind, title=title[:500],
-                          body=body_vi + (f"\n{body_en}" if body_en else ""), created_at=now)
+    notice = Notification(**_notice(request, username, kind, title, body_vi, body_en))
     session.add(notice)
     if email:
-        vi, en = TITLES[kind]
-        text = "\n".join([
-            f"{vi}: {title}", "", body_vi, "", f"Xem hồ sơ: {case_link(request.code)}", "",
-            "— English —", f"{en}: {request.code}", "", body_en, "", f"Open the case: {case_link(request.code)}",
-            "", FOOTER]) + "\n"
-        queue_email(session, to=email, kind=kind, subject=_subject(kind, request.code), body=text,
-                    request=request, user=username)
+        _official_email(session, request, username, kind, title, body_vi, body_en, email)
     return notice
+
+
+# Escalation notices go out many at a time (the heads and supervisors of a unit, for each case
+# a scheduler's batch escalates) and nothing reads them back in the transaction: one plain
+# INSERT for all of them, not a unit-of-work insert each (on SQLite the ORM cannot batch
+# inserts whose ids it must read back).
+_INSERT_NOTICES = Notification.__table__.insert()
 
 
 _RECIPIENTS = "giaitrinh_escalation_recipients"
@@ -366,8 +381,14 @@ def escalated(session: Session, request: Request, step: str, level: int, due_at:
     title = f"Hồ sơ {request.code} quá hạn bước {step} (lần {level})"
     vi = f"Hạn: {_moment(due_at)}. Người giải trình: {request.assignee or '—'}. Nội dung: {_safe(request.subject)}"
     en = f"Step {step} is overdue (level {level}); it was due {_moment(due_at)}."
-    for username, email in _escalation_recipients(session, request.unit_code):
-        notify_official(session, request, username, "escalated", title, vi, en, email=email)
+    recipients = _escalation_recipients(session, request.unit_code)
+    if not recipients:
+        return
+    session.connection().execute(_INSERT_NOTICES, [_notice(request, username, "escalated", title, vi, en)
+                                                   for username, _email in recipients])
+    for username, email in recipients:
+        if email:
+            _official_email(session, request, username, "escalated", title, vi, en, email)
 
 
 def _may_work_on(session: Session, username: str, unit_code: str) -> bool:

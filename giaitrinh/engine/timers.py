@@ -135,7 +135,10 @@ def _fire(session, job_id: int, fence: int | None, now: datetime, request_id: in
     if not fired:
         return False
     job.fired_at = now
-    _common.save_running(session, request, running, state)
+    # One flush for the state, its projection, the escalation and the audit, where the caller's
+    # transaction or savepoint ends; a concurrent writer of the state (StaleDataError) is then
+    # a lost race, as anywhere else in a firing.
+    _common.save_running(session, request, running, state, flush_now=False)
     status, data, main_ended = running.position
     _common.apply_status_effects(session, request, before, data, main_ended)
     audit.record(session, "timer_fired", actor="system", request_id=request.id, step=job.step, public=False,

@@ -171,7 +171,9 @@ def _inbox_query(scope: str, roles_key: tuple, by_code: bool, by_step: bool, ove
 
 def _officials_of(session, unit_code: str) -> list[tuple[str, str]]:
     """Officials who may be assigned a case of this unit (their unit or a unit above it)."""
-    ancestors = unit_tree.ancestors(session, unit_code)
+    # The tree as read at most a minute ago: every assignment reads it (units are not re-parented
+    # through the application, engine/units.py).
+    ancestors = unit_tree.ancestors_cached(session, unit_code)
     # Two columns, not User entities: those would also load every user's memberships.
     rows = session.execute(
         select(User.id, User.username, User.full_name).join(Membership, Membership.user_id == User.id)

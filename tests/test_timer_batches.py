@@ -1,5 +1,5 @@
-"""Several firings in one transaction (SQLite's scheduler), each in a savepoint of its own: a
-firing is atomic with its audit events, one that fails or loses a race does not roll back or
+"""Several firings in one transaction (SQLite's scheduler; once one fails, each in a savepoint
+of its own): a firing is atomic with its audit events, one that fails or loses a race does not roll back or
 lose the others, a crash in the middle writes none of the batch, and leases still fence every
 firing, so racing workers fire each timer exactly once. On both databases."""
 from __future__ import annotations
@@ -82,6 +82,46 @@ def _fail_on(monkeypatch, doomed: set[int], exc: Exception):
         return real(running, spiff_task_id)
 
     monkeypatch.setattr(timers.runtime, "fire_timer", fire)
+
+
+def _statements_while(action) -> list[str]:
+    from sqlalchemy import event
+
+    seen: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args):
+        seen.append(statement.split(None, 1)[0].upper())
+
+    event.listen(db.get_engine(), "before_cursor_execute", record)
+    try:
+        result = action()
+    finally:
+        event.remove(db.get_engine(), "before_cursor_execute", record)
+    return result, seen
+
+
+def test_a_batch_where_nothing_fails_is_one_transaction_without_savepoints(world, fixed_clock, monkeypatch):
+    ids = _due_timers(fixed_clock, 4)
+    claimed = timers._claim(clock.now(), 10)
+    monkeypatch.setattr(db, "is_sqlite", lambda: True)  # the SQLite batch path, on either database
+    result, statements = _statements_while(lambda: timers._fire_batch(claimed))
+    assert result == (4, 4)
+    assert "SAVEPOINT" not in statements and "RELEASE" not in statements
+    assert _fired_per_job() == Counter({i: 1 for i in ids}) and _chain_ok()
+
+
+def test_a_failing_firing_makes_the_batch_fire_again_in_savepoints_and_write_once(world, fixed_clock, monkeypatch):
+    ids = _due_timers(fixed_clock, 3)
+    _fail_on(monkeypatch, {ids[2]}, RuntimeError("a script of the diagram failed"))
+    claimed = timers._claim(clock.now(), 10)
+    result, statements = _statements_while(lambda: timers._fire_batch(claimed))
+    assert result == (2, 3)
+    if db.is_sqlite():
+        assert statements.count("SAVEPOINT") >= 3  # the second attempt
+    # The first attempt's firings were rolled back with it: each fired once, by the second.
+    assert _fired_per_job() == Counter({ids[0]: 1, ids[1]: 1}) and _chain_ok()
+    with db.read_only() as session:
+        assert session.get(Job, ids[2]).attempts == 1 and session.get(Job, ids[2]).status == "waiting"
 
 
 def test_a_failing_firing_in_a_batch_leaves_the_others_fired(world, fixed_clock, monkeypatch):

@@ -10,9 +10,10 @@ worker's leases expire and the next sweep anywhere takes its jobs. A job that
 keeps failing retries with backoff and then becomes an incident a supervisor can
 see and retry; losing a race (an optimistic-lock conflict, a deadlock) is not a
 failure. On SQLite one process per database file runs the scheduler (a file lock),
-and it fires its claimed jobs in batches: several per transaction, each in a savepoint
-of its own, so a firing stays atomic with its audit events and one that fails is
-rolled back and recorded alone (``_fire_batch``). Earliest due first, everywhere.
+and it fires its claimed jobs in batches, several per transaction: a firing stays atomic
+with its audit events, and if one fails the batch is fired again with each firing in a
+savepoint of its own, so that one is rolled back and recorded alone (``_fire_batch``).
+Earliest due first, everywhere.
 
 Tests and the dev clock call :func:`run_due` directly: time is moved, never waited.
 Due times follow the engine clock; leases follow the wall clock, so moving the
@@ -176,8 +177,47 @@ def _after_failure(job_id: int, fence: int | None, exc: Exception, session=None)
 
 
 def _fire_batch(claimed: list[tuple[int, int | None, int]]) -> tuple[int, int]:
-    """Fire claimed jobs in one transaction, each in a SAVEPOINT of its own; returns
-    (how many changed a case, how many of ``claimed`` were tried).
+    """Fire claimed jobs in one transaction; returns (how many changed a case, how many of
+    ``claimed`` were tried).
+
+    On SQLite the batch is first fired as one plain transaction (``_fire_together``): nearly
+    always nothing fails, and savepoints cost a unit-of-work pass each (11% of a burst's
+    instructions). Should anything in it fail, nothing of it was written, and the same jobs are
+    fired again each in a savepoint of its own (``_fire_in_savepoints``), where the failure is
+    recorded on its job alone and the others stand.
+    """
+    if db.is_sqlite():
+        try:
+            return _fire_together(claimed)
+        except Exception as exc:  # noqa: BLE001 - nothing of this batch was written
+            if db.unreachable(exc):
+                log.warning("database unreachable (%s); the leases of %s jobs will expire", exc, len(claimed))
+                return 0, len(claimed)
+            log.info("a batch of firings failed (%s: %s); firing it again, each in a savepoint",
+                     type(exc).__name__, exc)
+    return _fire_in_savepoints(claimed)
+
+
+def _batch_full(tried: int, started: float) -> bool:
+    return tried >= FIRE_BATCH or time.monotonic() - started > BATCH_SECONDS
+
+
+def _fire_together(claimed: list[tuple[int, int | None, int]]) -> tuple[int, int]:
+    """SQLite's batch in one transaction, no savepoints: the first failure rolls all of it back."""
+    started = time.monotonic()
+    fired = tried = 0
+    with db.transaction() as session:
+        held = _prefetch(session, claimed[:FIRE_BATCH])  # noqa: F841 - kept alive
+        for job_id, request_id, fence in claimed:
+            tried += 1
+            fired += _fire(session, job_id, fence, clock.now(), request_id, True)
+            if _batch_full(tried, started):
+                break
+    return fired, tried
+
+
+def _fire_in_savepoints(claimed: list[tuple[int, int | None, int]]) -> tuple[int, int]:
+    """Fire claimed jobs in one transaction, each in a SAVEPOINT of its own.
 
     Each firing is atomic with its audit events: one that fails is rolled back to its
     savepoint and recorded on its job (a retry, then an incident) in the same transaction,
@@ -203,7 +243,7 @@ def _fire_batch(claimed: list[tuple[int, int | None, int]]) -> tuple[int, int]:
                         raise
                     with session.begin_nested():
                         _after_failure(job_id, fence, exc, session)
-                if tried >= FIRE_BATCH or time.monotonic() - started > BATCH_SECONDS:
+                if _batch_full(tried, started):
                     break
         return fired, tried
     except Exception as exc:  # noqa: BLE001 - nothing of this batch was written

@@ -369,6 +369,37 @@ _RECIPIENTS_QUERY = (
 )
 
 
+# Everyone a unit's escalation may tell, for a scheduler's batch of many units at once.
+_ROSTER_QUERY = (
+    select(User.username, User.email, Membership.role, Membership.unit_code)
+    .join(Membership, Membership.user_id == User.id)
+    .where(User.is_active.is_(True), Membership.role.in_(ESCALATION_ROLES), or_(
+        Membership.unit_code.in_(bindparam("units", expanding=True)), Membership.unit_code.is_(None)))
+    .order_by(User.username)
+)
+
+
+def prefetch_escalation_recipients(session: Session, unit_codes) -> None:
+    """Read the recipients of these units' escalations in one statement, for this transaction."""
+    cached = session.info.setdefault(_RECIPIENTS, {})
+    wanted = sorted(set(unit_codes) - set(cached))
+    if not wanted:
+        return
+    chains = {code: unit_tree.ancestors_cached(session, code) for code in wanted}
+    with session.no_autoflush:
+        rows = session.execute(_ROSTER_QUERY, {"units": sorted({u for chain in chains.values() for u in chain})}).all()
+    for code, chain in chains.items():
+        above = set(chain)
+        seen: set[str] = set()
+        recipients = []
+        for username, email, role, unit in rows:  # in username order, as _RECIPIENTS_QUERY gives them
+            if (unit is None or (role == "head" and unit == code) or (role == "supervisor" and unit in above)) \
+                    and username not in seen:
+                seen.add(username)
+                recipients.append((username, email))
+        cached[code] = recipients
+
+
 def _read_escalation_recipients(session: Session, unit_code: str) -> list[tuple[str, str | None]]:
     ancestors = unit_tree.ancestors_cached(session, unit_code)
     with session.no_autoflush:

@@ -37,15 +37,33 @@ def _parse(value) -> datetime | None:
         return None
 
 
+_HELD = "giaitrinh_case_rows_held"
+
+
+def hold_case_rows(session: Session, request_ids) -> None:
+    """Promise that the session holds every task and job row of these requests (a scheduler's
+    batch read them all at once, under SQLite's write lock): ``sync`` then reads none of them."""
+    session.info.setdefault(_HELD, set()).update(request_ids)
+
+
+def holds_case_rows(session: Session, request_id: int) -> bool:
+    return request_id in session.info.get(_HELD, ())
+
+
 def _as_flushed(session: Session, statement, model, request_id: int, keep) -> list:
     """The rows ``statement`` selects for a request as they would be after a flush, without one.
 
     The query reads the rows as stored; objects the session holds count as they are in
     memory: a row changed here is judged by ``keep`` on its new values, a row added here
     is included, a deleted one is not. Saves the unit of work a flush before each query costs.
+    When the session holds all of the request's rows (``hold_case_rows``), there is no query.
     """
-    with session.no_autoflush:
-        found = {id(obj): obj for obj in session.execute(statement, {"request_id": request_id}).scalars()}
+    if holds_case_rows(session, request_id):
+        found = {id(obj): obj for obj in session.identity_map.values()
+                 if isinstance(obj, model) and obj.request_id == request_id}
+    else:
+        with session.no_autoflush:
+            found = {id(obj): obj for obj in session.execute(statement, {"request_id": request_id}).scalars()}
     for obj in (*session.new, *session.dirty):
         if isinstance(obj, model) and obj.request_id == request_id:
             found[id(obj)] = obj

@@ -32,10 +32,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import bindparam, func, select
+from sqlalchemy.orm import lazyload
 
-from . import audit, clock, db, jobs, leasing, runtime
+from . import audit, clock, db, jobs, leasing, notifications, projection, runtime
 from .errors import NotFound
-from .models import Escalation, Job, Request, WorkflowState
+from .models import Escalation, Job, Request, Task, WorkflowState
 from .services import _common
 
 log = logging.getLogger(__name__)
@@ -87,14 +88,27 @@ _JOB_LOCKED = (select(Job).where(Job.id == bindparam("id")).with_for_update()
 
 
 def _prefetch(session, claimed: list[tuple[int, int | None, int]]) -> list:
-    """SQLite's batch: its jobs, requests and workflow states in three statements, held by the
-    session for the batch (which holds the database's write lock: nobody else changes them)."""
+    """SQLite's batch: its jobs, requests and workflow states, and every row of those cases a
+    firing reads (their waiting jobs, open tasks, escalations, who is told of an escalation), a
+    statement each for the whole batch. The session holds them for the batch, which holds the
+    database's write lock: nobody else changes them, and the firings look none of them up again.
+    """
     job_ids = [job_id for job_id, _request_id, _fence in claimed]
-    request_ids = [request_id for _job_id, request_id, _fence in claimed if request_id is not None]
+    request_ids = sorted({request_id for _job_id, request_id, _fence in claimed if request_id is not None})
     held: list = []
-    for model, column, ids in ((Request, Request.id, request_ids), (Job, Job.id, job_ids),
-                               (WorkflowState, WorkflowState.request_id, request_ids)):
-        held.extend(session.execute(select(model).where(column.in_(ids))).scalars())
+    for model, condition in (
+            (Request, Request.id.in_(request_ids)), (Job, Job.id.in_(job_ids)),
+            (WorkflowState, WorkflowState.request_id.in_(request_ids)),
+            (Job, Job.request_id.in_(request_ids) & Job.status.in_(("waiting", "paused"))),
+            (Task, Task.request_id.in_(request_ids) & (Task.status == projection.OPEN_TASK)),
+            (Escalation, Escalation.request_id.in_(request_ids))):
+        query = select(model).where(condition)
+        if model is Task:
+            query = query.options(lazyload(Task.request))
+        held.extend(session.execute(query).scalars())
+    projection.hold_case_rows(session, request_ids)
+    notifications.prefetch_escalation_recipients(
+        session, {obj.unit_code for obj in held if isinstance(obj, Request)})
     return held
 
 

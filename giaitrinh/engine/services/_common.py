@@ -188,8 +188,13 @@ def raise_escalation(session: Session, request: Request, running: runtime.Runnin
     due_at = due_at or request.deadline_at or now
     # Counted as if flushed, without flushing (the use case's other changes go out in its one
     # flush): the stored escalations of this deadline and those added in this session.
-    with session.no_autoflush:
-        previous = session.execute(_ESCALATIONS_OF_DEADLINE, {"request_id": request.id, "due_at": due_at}).scalar_one()
+    if projection.holds_case_rows(session, request.id):  # a batch read the case's escalations already
+        previous = sum(1 for obj in session.identity_map.values()
+                       if isinstance(obj, Escalation) and obj.request_id == request.id and obj.due_at == due_at)
+    else:
+        with session.no_autoflush:
+            previous = session.execute(_ESCALATIONS_OF_DEADLINE,
+                                       {"request_id": request.id, "due_at": due_at}).scalar_one()
     previous += sum(1 for obj in session.new
                     if isinstance(obj, Escalation) and obj.request_id == request.id and obj.due_at == due_at)
     owner = running.manifest.get("escalation_role", "head") if running is not None else "head"

@@ -532,3 +532,32 @@ def test_each_notice_carries_its_formal_document_as_a_pdf(world, people, smtp, f
     [termination] = [pdfs for kind, pdfs in by_kind.items() if "đình chỉ" in kind.lower()][0]
     text = " ".join(PdfReader(io.BytesIO(termination.get_content())).pages[0].extract_text().split())
     assert "Số: 2/TB-UBND" in text and "rút toàn bộ yêu cầu" in text and "rút đơn tại trụ sở" in text
+
+
+def test_a_batch_reads_the_same_escalation_recipients_as_one_unit_at_a_time(world, people):
+    """The scheduler's batch reads every unit's recipients in one statement (prefetch): the same
+    people, in the same order, as the one-unit query, above and below, active accounts only."""
+    _gm_head()
+    with db.transaction() as session:
+        session.add(Unit(code="HN", name="UBND thành phố"))
+        session.flush()
+        session.execute(update(Unit).where(Unit.code.in_(("MX", "GM"))).values(parent_code="HN"))
+        for username, role, unit, active in (("thanhtra_tp", "supervisor", "HN", True),
+                                             ("lanhdao_tp", "head", "HN", True),
+                                             ("thanhtra_all", "supervisor", None, True),
+                                             ("lanhdao_cu", "head", "MX", False)):
+            user = User(username=username, full_name=username, password_hash="x", is_active=active,
+                        created_at=demo.clock.now())
+            session.add(user)
+            session.flush()
+            session.add(Membership(user_id=user.id, role=role, unit_code=unit))
+    with db.read_only() as session:
+        one_at_a_time = {code: notifications._read_escalation_recipients(session, code) for code in ("MX", "GM", "HN")}
+    with db.read_only() as session:
+        notifications.prefetch_escalation_recipients(session, ["MX", "GM", "HN"])
+        batch = {code: notifications._escalation_recipients(session, code) for code in ("MX", "GM", "HN")}
+    assert batch == one_at_a_time
+    names = {code: [username for username, _email in found] for code, found in batch.items()}
+    assert "lanhdao" in names["MX"] and "lanhdao_gm" not in names["MX"] and "lanhdao_cu" not in names["MX"]
+    assert {"thanhtra_tp", "thanhtra_all"} <= set(names["MX"]) and "lanhdao_tp" not in names["MX"]
+    assert "lanhdao_tp" in names["HN"] and "lanhdao_gm" in names["GM"]

@@ -17,7 +17,11 @@ One run measures three things on the same N requests and the same happy path
    (``giaitrinh.engine.runtime``), no database. Once purely in memory, and once
    with the serialize + deserialize round-trip the engine does at every step,
    the least any persistence has to pay.
-3. Peak RSS of the process (ru_maxrss) after both.
+3. Peak RSS of the engine's process (ru_maxrss).
+
+Phase 2 runs in a process of its own with SpiffWorkflow's own UUID task ids
+(``GIAITRINH_SPIFF_UUID_TASK_IDS=1``): the engine keeps them as strings, which speeds up
+SpiffWorkflow itself, and the reference must be SpiffWorkflow as shipped.
 
 The ratios say how much of the engine's time is the workflow itself and how much is
 persistence, projection and audit. The clock is a FixedClock and the background
@@ -33,7 +37,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -204,6 +210,26 @@ def bench_spiff(definition: SimpleNamespace, n: int, roundtrip: bool) -> float:
     return n / (time.perf_counter() - started)
 
 
+def plain_spiff_rates(n: int) -> tuple[float, float]:
+    """Phase 2 in a process of its own, on SpiffWorkflow's own task ids (UUID objects): the engine
+    keeps them as strings (engine/runtime.py), which makes SpiffWorkflow itself faster, and the
+    reference is plain SpiffWorkflow."""
+    env = dict(os.environ, GIAITRINH_SPIFF_UUID_TASK_IDS="1")
+    done = subprocess.run([sys.executable, __file__, "--reference-only", "--n", str(n)], env=env,
+                          stdout=subprocess.PIPE, text=True, check=True)
+    rates = json.loads(done.stdout.strip().splitlines()[-1])
+    return rates["inmemory"], rates["serialized"]
+
+
+def run_reference(n: int) -> None:
+    if runtime.TASK_IDS_AS_STRINGS:
+        raise click.UsageError("the reference runs with GIAITRINH_SPIFF_UUID_TASK_IDS=1")
+    definition = spiff_definition()
+    inmemory = bench_spiff(definition, n, roundtrip=False)
+    serialized = bench_spiff(definition, n, roundtrip=True)
+    click.echo(json.dumps({"inmemory": inmemory, "serialized": serialized}))
+
+
 # -- the run --------------------------------------------------------------------------------
 
 
@@ -212,9 +238,7 @@ def run(n: int, database_url: str | None = None) -> dict:
         raise ValueError("n must be at least 1")
     with tempfile.TemporaryDirectory(prefix="giaitrinh-bench-") as tmp:
         figures = {"n": n, **bench_engine(database_url or f"sqlite:///{Path(tmp) / 'bench.db'}", n)}
-    definition = spiff_definition()
-    inmemory = bench_spiff(definition, n, roundtrip=False)
-    serialized = bench_spiff(definition, n, roundtrip=True)
+    inmemory, serialized = plain_spiff_rates(n)
     engine_rate = figures["sqlite_lifecycles_per_s"]
     figures.update({
         "spiff_inmemory_lifecycles_per_s": inmemory,
@@ -261,8 +285,12 @@ def table(f: dict) -> str:
 @click.command()
 @click.option("--n", default=200, show_default=True, help="Requests taken through the whole lifecycle.")
 @click.option("--database-url", default=None, help="Database to run the engine on (default: a temporary SQLite file).")
-def main(n: int, database_url: str | None) -> None:
+@click.option("--reference-only", is_flag=True, hidden=True, help="Phase 2 alone (run by phase 1's process).")
+def main(n: int, database_url: str | None, reference_only: bool) -> None:
     """Benchmark the request lifecycle: engine on a database vs SpiffWorkflow in memory."""
+    if reference_only:
+        run_reference(n)
+        return
     figures = run(n, database_url)
     click.echo(f"\nLifecycle benchmark, N = {n}")
     click.echo(table(figures))

@@ -13,6 +13,7 @@ three promises of the architecture:
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections import OrderedDict
 from copy import deepcopy
@@ -64,6 +65,12 @@ _spiff_timer.datetime = _EngineDatetime
 # is unchanged: SpiffWorkflow writes ids as these same strings, and reads them back here as
 # strings (the converters' ``UUID(...)``, and a value stored with the UUID typename). SpiffWorkflow
 # is pinned (pyproject.toml): these are the only places it makes or parses a task id.
+# GIAITRINH_SPIFF_UUID_TASK_IDS=1 leaves SpiffWorkflow's own UUID objects: bench/lifecycle.py's
+# reference runs plain SpiffWorkflow so, and it is the way back should an upgrade need it.
+TASK_IDS_AS_STRINGS = os.environ.get("GIAITRINH_SPIFF_UUID_TASK_IDS", "") != "1"
+_task_id = str if TASK_IDS_AS_STRINGS else UUID
+
+
 def _new_task_id() -> str:
     return str(uuid4())
 
@@ -72,8 +79,9 @@ def _task_id_value(value: dict) -> str:
     return value["value"]
 
 
-_spiff_task.uuid4 = _new_task_id
-_spiff_workflow_converters.UUID = str
+if TASK_IDS_AS_STRINGS:
+    _spiff_task.uuid4 = _new_task_id
+    _spiff_workflow_converters.UUID = str
 
 
 class _SpecFreeWorkflowConverter(BpmnWorkflowConverter):
@@ -90,8 +98,8 @@ class _SpecFreeWorkflowConverter(BpmnWorkflowConverter):
     def from_dict(self, dct, spec=None, subprocess_specs=None):
         dct = dict(dct)
         workflow = self.target_class(spec, subprocess_specs or {}, deserializing=True)
-        workflow.tasks = self.mapping_from_dict(dct["tasks"], str, workflow=workflow)
-        workflow.task_tree = workflow.tasks.get(dct["root"])
+        workflow.tasks = self.mapping_from_dict(dct["tasks"], _task_id, workflow=workflow)
+        workflow.task_tree = workflow.tasks.get(_task_id(dct["root"]))
         self.set_default_attributes(workflow, dct)
         self.subprocesses_from_dict(dct["subprocesses"], workflow)
         workflow.bpmn_events = self.registry.restore(dct.pop("bpmn_events", []))
@@ -101,7 +109,8 @@ class _SpecFreeWorkflowConverter(BpmnWorkflowConverter):
 _config = dict(SPIFF_CONFIG)
 _config[BpmnWorkflow] = _SpecFreeWorkflowConverter
 _serializer = BpmnWorkflowSerializer(BpmnWorkflowSerializer.configure(_config))
-_serializer.registry.convert_from_dict[_serializer.registry.typenames[UUID]] = _task_id_value
+if TASK_IDS_AS_STRINGS:
+    _serializer.registry.convert_from_dict[_serializer.registry.typenames[UUID]] = _task_id_value
 
 _spec_cache: dict[str, tuple[Any, dict]] = {}
 _spec_lock = threading.Lock()
@@ -356,7 +365,7 @@ def ready_human_tasks(wf: BpmnWorkflow):
 
 def find_task(wf: BpmnWorkflow, task_id: str):
     try:
-        return wf.get_task_from_id(str(UUID(task_id)))  # as SpiffWorkflow's ids are written
+        return wf.get_task_from_id(_task_id(str(UUID(task_id))))  # as SpiffWorkflow's ids are written
     except (ValueError, KeyError, TypeError):
         return None
 

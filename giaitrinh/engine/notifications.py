@@ -345,7 +345,7 @@ _RECIPIENTS = "giaitrinh_escalation_recipients"
 
 def _escalation_recipients(session: Session, unit_code: str) -> list[tuple[str, str | None]]:
     """(username, email) of the unit's heads, and of the supervisors of the unit, of a unit above
-    it (who see its cases) or of every unit; active accounts only.
+    it (who see its cases) or of every unit; active accounts only, in username order.
 
     Read once per transaction and unit: a scheduler's batch raises many escalations in one
     transaction, and nothing that raises one changes accounts or memberships.
@@ -356,55 +356,48 @@ def _escalation_recipients(session: Session, unit_code: str) -> list[tuple[str, 
     return cached[unit_code]
 
 
-# Accounts whose id is among the memberships found, not a join: joined, SQLite walks every
-# account in username order and looks up its memberships (2 ms at 800 accounts). Built once:
-# building this statement costs more than running it.
-_RECIPIENTS_QUERY = (
-    select(User.username, User.email)
-    .where(User.is_active.is_(True), User.id.in_(select(Membership.user_id).where(or_(
-        (Membership.role == "head") & (Membership.unit_code == bindparam("unit")),
-        (Membership.role.in_(ESCALATION_ROLES)) & Membership.unit_code.is_(None),
-        (Membership.role == "supervisor") & Membership.unit_code.in_(bindparam("ancestors", expanding=True))))))
-    .order_by(User.username)
-)
-
-
-# Everyone a unit's escalation may tell, for a scheduler's batch of many units at once.
-_ROSTER_QUERY = (
-    select(User.username, User.email, Membership.role, Membership.unit_code)
-    .join(Membership, Membership.user_id == User.id)
-    .where(User.is_active.is_(True), Membership.role.in_(ESCALATION_ROLES), or_(
-        Membership.unit_code.in_(bindparam("units", expanding=True)), Membership.unit_code.is_(None)))
-    .order_by(User.username)
-)
-
-
 def prefetch_escalation_recipients(session: Session, unit_codes) -> None:
     """Read the recipients of these units' escalations in one statement, for this transaction."""
     cached = session.info.setdefault(_RECIPIENTS, {})
-    wanted = sorted(set(unit_codes) - set(cached))
-    if not wanted:
-        return
-    chains = {code: unit_tree.ancestors_cached(session, code) for code in wanted}
+    wanted = set(unit_codes) - set(cached)
+    if wanted:
+        cached.update(_read_recipients(session, wanted))
+
+
+def _read_escalation_recipients(session: Session, unit_code: str) -> list[tuple[str, str | None]]:
+    return _read_recipients(session, [unit_code])[unit_code]
+
+
+# The heads and supervisors of some units or of every unit, with active accounts: memberships
+# first, their accounts by id. Ordered by username instead, SQLite walks every account in that
+# order and looks up its memberships (2 ms at 800 accounts). Built once: building this statement
+# costs more than running it.
+_ROSTER_QUERY = (
+    select(User.username, User.email, Membership.role, Membership.unit_code)
+    .select_from(Membership).join(User, User.id == Membership.user_id)
+    .where(Membership.role.in_(ESCALATION_ROLES), User.is_active.is_(True), or_(
+        Membership.unit_code.in_(bindparam("units", expanding=True)), Membership.unit_code.is_(None)))
+)
+
+
+def _read_recipients(session: Session, unit_codes) -> dict[str, list[tuple[str, str | None]]]:
+    """Each unit's escalation recipients (``_escalation_recipients``), read now in one statement."""
+    chains = {code: unit_tree.ancestors_cached(session, code) for code in unit_codes}
     with session.no_autoflush:
         rows = session.execute(_ROSTER_QUERY, {"units": sorted({u for chain in chains.values() for u in chain})}).all()
+    rows.sort(key=lambda row: row[0])
+    found = {}
     for code, chain in chains.items():
         above = set(chain)
         seen: set[str] = set()
         recipients = []
-        for username, email, role, unit in rows:  # in username order, as _RECIPIENTS_QUERY gives them
+        for username, email, role, unit in rows:
             if (unit is None or (role == "head" and unit == code) or (role == "supervisor" and unit in above)) \
-                    and username not in seen:
+                    and username not in seen:  # a person with several such memberships is told once
                 seen.add(username)
                 recipients.append((username, email))
-        cached[code] = recipients
-
-
-def _read_escalation_recipients(session: Session, unit_code: str) -> list[tuple[str, str | None]]:
-    ancestors = unit_tree.ancestors_cached(session, unit_code)
-    with session.no_autoflush:
-        rows = session.execute(_RECIPIENTS_QUERY, {"unit": unit_code, "ancestors": ancestors}).all()
-    return [(username, email) for username, email in rows]
+        found[code] = recipients
+    return found
 
 
 def escalated(session: Session, request: Request, step: str, level: int, due_at: datetime | None) -> None:

@@ -71,19 +71,6 @@ TASK_IDS_AS_STRINGS = os.environ.get("GIAITRINH_SPIFF_UUID_TASK_IDS", "") != "1"
 _task_id = str if TASK_IDS_AS_STRINGS else UUID
 
 
-def _new_task_id() -> str:
-    return str(uuid4())
-
-
-def _task_id_value(value: dict) -> str:
-    return value["value"]
-
-
-if TASK_IDS_AS_STRINGS:
-    _spiff_task.uuid4 = _new_task_id
-    _spiff_workflow_converters.UUID = str
-
-
 class _SpecFreeWorkflowConverter(BpmnWorkflowConverter):
     """Serializes a workflow without its spec; the spec comes from the definition cache."""
 
@@ -109,8 +96,10 @@ class _SpecFreeWorkflowConverter(BpmnWorkflowConverter):
 _config = dict(SPIFF_CONFIG)
 _config[BpmnWorkflow] = _SpecFreeWorkflowConverter
 _serializer = BpmnWorkflowSerializer(BpmnWorkflowSerializer.configure(_config))
-if TASK_IDS_AS_STRINGS:
-    _serializer.registry.convert_from_dict[_serializer.registry.typenames[UUID]] = _task_id_value
+if TASK_IDS_AS_STRINGS:  # where SpiffWorkflow makes and parses task ids (TASK_IDS_AS_STRINGS above)
+    _spiff_task.uuid4 = lambda: str(uuid4())
+    _spiff_workflow_converters.UUID = str
+    _serializer.registry.convert_from_dict[_serializer.registry.typenames[UUID]] = lambda value: value["value"]
 
 _spec_cache: dict[str, tuple[Any, dict]] = {}
 _spec_lock = threading.Lock()
@@ -365,7 +354,8 @@ def ready_human_tasks(wf: BpmnWorkflow):
 
 def find_task(wf: BpmnWorkflow, task_id: str):
     try:
-        return wf.get_task_from_id(_task_id(str(UUID(task_id))))  # as SpiffWorkflow's ids are written
+        key = UUID(task_id)  # any spelling of a UUID; SpiffWorkflow's ids are written as str(key)
+        return wf.get_task_from_id(str(key) if TASK_IDS_AS_STRINGS else key)
     except (ValueError, KeyError, TypeError):
         return None
 

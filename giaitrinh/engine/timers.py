@@ -205,11 +205,15 @@ def _fire_batch(claimed: list[tuple[int, int | None, int]]) -> tuple[int, int]:
             return _fire_together(claimed)
         except Exception as exc:  # noqa: BLE001 - nothing of this batch was written
             if db.unreachable(exc):
-                log.warning("database unreachable (%s); the leases of %s jobs will expire", exc, len(claimed))
-                return 0, len(claimed)
+                return _left_to_expire(exc, claimed)
             log.info("a batch of firings failed (%s: %s); firing it again, each in a savepoint",
                      type(exc).__name__, exc)
     return _fire_in_savepoints(claimed)
+
+
+def _left_to_expire(exc: Exception, claimed: list) -> tuple[int, int]:
+    log.warning("database unreachable (%s); the leases of %s jobs will expire", exc, len(claimed))
+    return 0, len(claimed)  # the next sweep, here or anywhere, takes them again
 
 
 def _batch_full(tried: int, started: float) -> bool:
@@ -262,8 +266,7 @@ def _fire_in_savepoints(claimed: list[tuple[int, int | None, int]]) -> tuple[int
         return fired, tried
     except Exception as exc:  # noqa: BLE001 - nothing of this batch was written
         if db.unreachable(exc):
-            log.warning("database unreachable (%s); the leases of %s jobs will expire", exc, len(claimed))
-            return 0, len(claimed)  # the next sweep, here or anywhere, takes them again
+            return _left_to_expire(exc, claimed)
         tried = max(tried, 1)  # it may have failed before its first firing: go on all the same
         log.warning("a batch of %s firings failed as a whole (%s); firing them one by one", tried, exc)
         return sum(fire_job(job_id, fence, request_id) for job_id, request_id, fence in claimed[:tried]), tried

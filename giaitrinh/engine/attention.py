@@ -26,7 +26,12 @@ same reason ``work_pending`` counts a failed job as unfinished: a job moving bet
 paused and failed never changes it. Only a case with an incident is judged "nothing waits"
 from its rows (``supervision``), the way it always was.
 
-How the facts stay true: after every flush that inserts or deletes a task, a job or an
+How the facts stay true: the projection (``projection.sync``) reads every open task of the case it
+brings in line and says so (``know_open_tasks``). When such a case still has an open task as a flush
+begins, its facts follow from the objects in memory (the earliest due time of those open tasks, work
+pending since a task is open, escalated if an unresolved escalation is being added) and go out in
+the same UPDATE of the request row as its other changes: the common case, a step completed or a
+timer fired, costs no statement of its own. Otherwise, after every flush that inserts or deletes a task, a job or an
 escalation, resolves an escalation, changes a task's status or due time, moves a job into or out
 of the unfinished statuses, or changes a request's status, one UPDATE recomputes them for the
 cases concerned from their rows as they now stand (``refresh``), inside the same transaction,
@@ -98,6 +103,85 @@ def incident_cases():
 # -- keeping them true: the flush hook ---------------------------------------------------------
 
 _EXPIRE = "giaitrinh_attention_expire"
+_KNOWN = "giaitrinh_attention_known"  # request id -> (transaction, request, its open task rows)
+_TO_REFRESH = "giaitrinh_attention_to_refresh"
+
+
+def _transaction(session: Session):
+    return session.get_nested_transaction() or session.get_transaction()
+
+
+def know_open_tasks(session: Session, request: Request, rows: Iterable[Task]) -> None:
+    """``rows`` are all of the case's open tasks as the session now sees them (``projection.sync``).
+
+    Valid for the (sub)transaction in force: a savepoint rolled back or released since, and the
+    next flush asks the database again.
+    """
+    if request.id is not None:
+        session.info.setdefault(_KNOWN, {})[request.id] = (_transaction(session), request, list(rows))
+
+
+def _in_memory(session: Session, request_ids: set[int]) -> dict[int, tuple]:
+    """The facts of those known cases that follow from the objects in memory: request id ->
+    (request, task_due_at, escalation added). A case left out is refreshed from its rows."""
+    known = session.info.get(_KNOWN)
+    if not known:
+        return {}
+    transaction = _transaction(session)
+    candidates = {}
+    for request_id in request_ids:
+        entry = known.get(request_id)
+        if entry is not None and entry[0] is transaction and transaction.is_active:
+            candidates[request_id] = entry
+    if not candidates:
+        return {}
+    tasks: dict[int, dict[int, Task]] = {}
+    added: set[int] = set()
+    unsure: set[int] = set()
+    for obj in (*session.new, *session.dirty):
+        if isinstance(obj, Task):
+            tasks.setdefault(obj.request_id, {})[id(obj)] = obj
+        elif isinstance(obj, Escalation) and obj.request_id in candidates:
+            if obj in session.new and obj.resolved_at is None:
+                added.add(obj.request_id)
+            elif obj not in session.new:
+                unsure.add(obj.request_id)  # resolved or moved: whether another one is open needs the rows
+    for obj in session.deleted:
+        if isinstance(obj, (Task, Escalation)):
+            unsure.add(obj.request_id)
+    facts = {}
+    for request_id, (_transaction_, request, rows) in candidates.items():
+        if request_id in unsure:
+            continue
+        held = {id(row): row for row in rows}
+        held.update(tasks.get(request_id, {}))
+        open_rows = [row for row in held.values() if row.status == OPEN_TASK and row.request_id == request_id]
+        if not open_rows:
+            continue  # nothing open: whether a job or the requester keeps it moving needs the rows
+        dues = [row.due_at for row in open_rows if row.due_at is not None]
+        facts[request_id] = (request, min(dues) if dues else None, request_id in added)
+    return facts
+
+
+@event.listens_for(Session, "before_flush")
+def _before_flush(session: Session, _context, _instances) -> None:
+    ids = concerned(session)
+    for request_id, (request, task_due_at, escalation_added) in _in_memory(session, ids).items():
+        request.task_due_at = task_due_at
+        request.work_pending = True
+        if escalation_added:
+            request.escalated = True
+        ids.discard(request_id)
+    # A new row's case (or a new request's own id) may only be known once it is inserted.
+    unnumbered = [obj for obj in session.new if isinstance(obj, Request) and obj.id is None
+                  or isinstance(obj, (Task, Job, Escalation)) and obj.request_id is None]
+    session.info[_TO_REFRESH] = (ids, unnumbered)
+
+
+@event.listens_for(Session, "after_commit")
+@event.listens_for(Session, "after_rollback")
+def _forget_known(session: Session) -> None:
+    session.info.pop(_KNOWN, None)
 
 
 def _changed(obj, *names: str) -> bool:
@@ -149,8 +233,11 @@ def concerned(session: Session) -> set[int]:
 
 @event.listens_for(Session, "after_flush")
 def _after_flush(session: Session, _context) -> None:
-    # The rows are written, the history of this flush is still readable.
-    ids = concerned(session)
+    # The rows are written; the cases the flush concerns were found before it began, while
+    # every change was still pending (those whose facts went out with the request row are not here).
+    ids, unnumbered = session.info.pop(_TO_REFRESH, (set(), ()))
+    ids.update(obj.id if isinstance(obj, Request) else obj.request_id for obj in unnumbered)
+    ids.discard(None)
     if ids:
         _refresh(session, ids, in_flush=True)
 

@@ -1,6 +1,7 @@
 """Database connection and the one-transaction-per-use-case helper."""
 from __future__ import annotations
 
+import sqlite3
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -40,8 +41,14 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _begin(conn):
-            readonly = conn.get_execution_options().get("giaitrinh_readonly")
-            conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+            statement = "BEGIN" if conn.get_execution_options().get("giaitrinh_readonly") else "BEGIN IMMEDIATE"
+            # On the driver's connection: every use case begins, and Core's handling of a fixed
+            # statement cost more than SQLite running it. Its errors are wrapped as Core's would
+            # be ("database is locked" is a lost race to the callers).
+            try:
+                conn.connection.driver_connection.execute(statement)
+            except sqlite3.Error as exc:
+                raise DBAPIError.instance(statement, (), exc, sqlite3.Error) from exc
 
         return engine
     return create_engine(url, pool_pre_ping=True)

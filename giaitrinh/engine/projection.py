@@ -11,8 +11,8 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, lazyload
 
 from . import calendar as cal
-from . import clock, jobs, runtime
-from .models import Job, Request, Task
+from . import attention, clock, jobs, runtime
+from .models import Escalation, Job, Request, Task
 
 CLOSED_STATUSES = {"refused", "redirected", "published", "terminated"}
 OPEN_TASK = "open"
@@ -38,16 +38,24 @@ def _parse(value) -> datetime | None:
 
 
 _HELD = "giaitrinh_case_rows_held"
+CASE_ROWS = (Task, Job, Escalation)
 
 
-def hold_case_rows(session: Session, request_ids) -> None:
-    """Promise that the session holds every task and job row of these requests (a scheduler's
-    batch read them all at once, under SQLite's write lock): ``sync`` then reads none of them."""
-    session.info.setdefault(_HELD, set()).update(request_ids)
+def hold_case_rows(session: Session, request_ids, models=CASE_ROWS, rows=()) -> None:
+    """Promise that the session holds these requests' rows of ``models`` that ``sync`` and
+    ``raise_escalation`` look at (open tasks, waiting or paused jobs, escalations): read at once
+    with the request, under its lock (a scheduler's batch, a completion on SQLite). They then
+    read none of them again. ``rows``: objects to keep alive for the session (its identity map
+    holds them weakly)."""
+    held = session.info.setdefault(_HELD, {})
+    for request_id in request_ids:
+        held.setdefault(request_id, set()).update(models)
+    if rows:
+        session.info.setdefault(_HELD + "_rows", []).extend(rows)
 
 
-def holds_case_rows(session: Session, request_id: int) -> bool:
-    return request_id in session.info.get(_HELD, ())
+def holds_case_rows(session: Session, request_id: int, model) -> bool:
+    return model in session.info.get(_HELD, {}).get(request_id, ())
 
 
 def _as_flushed(session: Session, statement, model, request_id: int, keep) -> list:
@@ -58,7 +66,7 @@ def _as_flushed(session: Session, statement, model, request_id: int, keep) -> li
     is included, a deleted one is not. Saves the unit of work a flush before each query costs.
     When the session holds all of the request's rows (``hold_case_rows``), there is no query.
     """
-    if holds_case_rows(session, request_id):
+    if holds_case_rows(session, request_id, model):
         found = {id(obj): obj for obj in session.identity_map.values()
                  if isinstance(obj, model) and obj.request_id == request_id}
     else:
@@ -145,6 +153,7 @@ def _sync(session: Session, request: Request, running: runtime.Running, new: boo
     for row in rows.values():  # no longer ready: cancelled by the flow (e.g. an interrupting event)
         row.status = "cancelled"
         row.completed_at = now
+    attention.know_open_tasks(session, request, open_rows.values())
 
     # The request itself.
     status, data, main_ended = running.position = runtime.current_position(running)

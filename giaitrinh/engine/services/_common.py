@@ -188,7 +188,7 @@ def raise_escalation(session: Session, request: Request, running: runtime.Runnin
     due_at = due_at or request.deadline_at or now
     # Counted as if flushed, without flushing (the use case's other changes go out in its one
     # flush): the stored escalations of this deadline and those added in this session.
-    if projection.holds_case_rows(session, request.id):  # a batch read the case's escalations already
+    if projection.holds_case_rows(session, request.id, Escalation):  # a batch read the case's escalations already
         previous = sum(1 for obj in session.identity_map.values()
                        if isinstance(obj, Escalation) and obj.request_id == request.id and obj.due_at == due_at)
     else:
@@ -270,11 +270,8 @@ def apply_status_effects(session: Session, request: Request, old_status: str, da
         record_acknowledgement(session, request, new, data)
     if new in ("explained", "published") and request.explained_at is None:
         request.explained_at = now
-        # Two columns, not Task entities: the rows are only read, and entities cost a flush check each.
-        minutes = [
-            {"at": iso(completed_at), "minutes": (data or {}).get("minutes")}
-            for completed_at, data in session.execute(_DIALOGUE_MINUTES, {"request_id": request.id})
-        ]
+        minutes = [{"at": iso(completed_at), "minutes": (data or {}).get("minutes")}
+                   for completed_at, data in _dialogue_minutes(session, request.id)]
         explanation = dict(data.get("explanation") or {})
         explanation["minutes"] = minutes
         if data.get("extension"):
@@ -293,9 +290,29 @@ def apply_status_effects(session: Session, request: Request, old_status: str, da
         request.overdue = False
 
 
-_DIALOGUE_MINUTES = (select(Task.completed_at, Task.data)
+_DIALOGUE_MINUTES = (select(Task.id, Task.completed_at, Task.data)
                      .where(Task.request_id == bindparam("request_id"), Task.step == "dialogue",
                             Task.status == "completed").order_by(Task.completed_at))
+
+
+def _dialogue_minutes(session: Session, request_id: int) -> list[tuple[datetime, dict | None]]:
+    """(completed_at, data) of the case's completed dialogue steps, oldest first, as if flushed.
+
+    Read without an autoflush (the use case's changes go out in its one flush): the rows as
+    stored, with those this session holds counted as they are in memory (a dialogue step
+    completed in this very transaction included).
+    """
+    with session.no_autoflush:
+        # Three columns, not Task entities: the rows are only read, and entities cost a flush check each.
+        rows = {task_id: (completed_at, data)
+                for task_id, completed_at, data in session.execute(_DIALOGUE_MINUTES, {"request_id": request_id})}
+    for obj in (*session.new, *session.dirty):
+        if isinstance(obj, Task) and obj.request_id == request_id:
+            if obj.step == "dialogue" and obj.status == "completed" and obj.completed_at is not None:
+                rows[obj.id] = (obj.completed_at, obj.data)
+            else:
+                rows.pop(obj.id, None)
+    return sorted(rows.values(), key=lambda row: row[0])
 
 _DECISIONS = {"accepted": "accept", "refused": "refuse", "redirected": "redirect"}
 
@@ -309,12 +326,16 @@ def record_acknowledgement(session: Session, request: Request, status: str, data
                                                                     cal.local_date(request.acknowledged_at)))
 
 
+_SUSPENSIONS = (select(AuditEvent.action, AuditEvent.at)
+                .where(AuditEvent.request_id == bindparam("request_id"), AuditEvent.action.in_(("suspended", "resumed")))
+                .order_by(AuditEvent.id))
+
+
 def suspended_days(session: Session, request_id: int, until: datetime) -> int:
     """Calendar days a case stood suspended (art. 14), as ``supervision.resume`` moves deadlines by."""
-    events = session.execute(
-        select(AuditEvent.action, AuditEvent.at).where(AuditEvent.request_id == request_id,
-                                                       AuditEvent.action.in_(("suspended", "resumed")))
-        .order_by(AuditEvent.id)).all()
+    # Audit events are written at once (audit.record), never held pending: no autoflush needed.
+    with session.no_autoflush:
+        events = session.execute(_SUSPENSIONS, {"request_id": request_id}).all()
     total, since = 0, None
     for action, at in events:
         if action == "suspended" and since is None:
@@ -362,7 +383,9 @@ _ACTIVE_RULES = (select(RedactionRule.pattern, RedactionRule.is_regex)
 
 
 def redaction_rules(session: Session) -> list[redaction.Rule]:
-    return [redaction.Rule(pattern, is_regex) for pattern, is_regex in session.execute(_ACTIVE_RULES)]
+    # No use case changes rules and publishes in one transaction: no autoflush for them.
+    with session.no_autoflush:
+        return [redaction.Rule(pattern, is_regex) for pattern, is_regex in session.execute(_ACTIVE_RULES)]
 
 
 def publication(session: Session, request: Request) -> dict:

@@ -11,7 +11,7 @@ from .. import audit, calendar as cal, clock, db, forms, notifications, projecti
 from .. import units as unit_tree
 from ..accounts import ALL_UNITS, Actor
 from ..errors import Conflict, Forbidden, NotFound, ValidationFailed
-from ..models import Escalation, Membership, Request, Task, TaskCandidate, User
+from ..models import Escalation, Job, Membership, Request, Task, TaskCandidate, User, WorkflowState
 from . import _common, documents
 from ._common import iso
 
@@ -213,6 +213,36 @@ def _task_row(session, task_id: str, actor: Actor, lock: bool = False) -> Task:
     return task
 
 
+# The task with its request (joined), the request's workflow state and its other open tasks, in
+# one statement: what a completion reads of the case before it runs the workflow.
+_CASE_OF_TASK = (
+    select(Task, WorkflowState).join(WorkflowState, WorkflowState.request_id == Task.request_id)
+    .where(Task.request_id == select(Task.request_id).where(Task.id == bindparam("task_id")).scalar_subquery(),
+           or_(Task.status == projection.OPEN_TASK, Task.id == bindparam("task_id"))))
+_WAITING_JOBS = select(Job).where(Job.request_id == bindparam("request_id"), Job.status.in_(("waiting", "paused")))
+
+
+def _task_with_case(session, task_id: str, actor: Actor) -> Task:
+    """``_task_row``, reading at once the rows of its case a completion looks at (SQLite only:
+    BEGIN IMMEDIATE already holds the write lock, nobody changes them until the commit).
+
+    The session then holds the case's open tasks, waiting jobs and workflow state
+    (``projection.hold_case_rows``): the projection and the state load read none of them again.
+    """
+    if not isinstance(task_id, str) or len(task_id) > 36:
+        raise NotFound("không có công việc này (unknown task)")
+    rows = session.execute(_CASE_OF_TASK, {"task_id": task_id}).all()
+    task = next((row for row, _state in rows if row.id == task_id), None)
+    if task is None:
+        raise NotFound("không có công việc này (unknown task)")
+    if not may_see(actor, task):
+        raise Forbidden("công việc thuộc đơn vị hoặc vai trò khác (not your task)")
+    held = [obj for row in rows for obj in row]
+    held.extend(session.execute(_WAITING_JOBS, {"request_id": task.request_id}).scalars())
+    projection.hold_case_rows(session, [task.request_id], (Task, Job), rows=held)
+    return task
+
+
 def _previous_data(session, task: Task) -> dict:
     """What was submitted the last time round this step (a returned draft is not retyped)."""
     row = session.execute(
@@ -364,8 +394,8 @@ def complete(task_id: str, data: Any, actor: Actor) -> dict:
     with db.transaction() as session:
         if db.is_sqlite():
             # BEGIN IMMEDIATE already holds the database's one write lock, and the task's
-            # row came with its request: one read is enough.
-            task = _task_row(session, task_id, actor)
+            # row came with its request and the rest of its case: one read is enough.
+            task = _task_with_case(session, task_id, actor)
             request = task.request
         else:
             # The instance row is the one lock two officials queue on; the task is read

@@ -78,25 +78,38 @@ def may_see(actor: Actor, task: Task) -> bool:
 
 
 def task_summary(task: Task, calendar: cal.WorkingCalendar, now=None) -> dict:
-    now = now or clock.now()
     request = task.request
+    return _summary(task.id, request.code, request.subject, request.status, task.step, task.title, task.assignee,
+                    task.candidate_role, task.unit_code, task.status, task.created_at, task.due_at,
+                    request.suspended_at, calendar, now or clock.now())
+
+
+def _summary(task_id, request_code, subject, request_status, step, title, assignee, candidate_role, unit,
+             status, created_at, due_at, suspended_at, calendar: cal.WorkingCalendar, now) -> dict:
     return {
-        "id": task.id,
-        "request_code": request.code,
-        "subject": request.subject,
-        "request_status": request.status,
-        "step": task.step,
-        "title": task.title,
-        "assignee": task.assignee,
-        "candidate_role": task.candidate_role,
-        "unit": task.unit_code,
-        "status": task.status,
-        "created_at": iso(task.created_at),
-        "due_at": iso(task.due_at),
-        "working_days_left": cal.working_days_left(now, task.due_at, calendar) if task.due_at else None,
-        "overdue": bool(task.due_at and task.due_at < now),
-        "suspended": request.suspended_at is not None,
+        "id": task_id,
+        "request_code": request_code,
+        "subject": subject,
+        "request_status": request_status,
+        "step": step,
+        "title": title,
+        "assignee": assignee,
+        "candidate_role": candidate_role,
+        "unit": unit,
+        "status": status,
+        "created_at": iso(created_at),
+        "due_at": iso(due_at),
+        "working_days_left": cal.working_days_left(now, due_at, calendar) if due_at else None,
+        "overdue": bool(due_at and due_at < now),
+        "suspended": suspended_at is not None,
     }
+
+
+# What an inbox line shows, in ``_summary``'s order: plain columns, not Task and Request entities
+# (building those, with every JSON column of the request decoded, cost more than the query).
+_INBOX_COLUMNS = (Task.id, Request.code, Request.subject, Request.status, Task.step, Task.title, Task.assignee,
+                  Task.candidate_role, Task.unit_code, Task.status, Task.created_at, Task.due_at,
+                  Request.suspended_at)
 
 
 def list_tasks(actor: Actor, scope: str = "unit", request_code: str | None = None, step: str | None = None,
@@ -111,19 +124,18 @@ def list_tasks(actor: Actor, scope: str = "unit", request_code: str | None = Non
     now = clock.now()
     roles_key = tuple(sorted((role, tuple(sorted(units))) for role, units in actor.roles.items()))
     overdue = True if overdue is True else False if overdue is False else None
-    query = _inbox_query(scope, roles_key, bool(request_code), bool(step), overdue)
+    page_query, count_query = _inbox_query(scope, roles_key, bool(request_code), bool(step), overdue)
     params = {"username": actor.username, "request_code": request_code, "step": step, "now": now,
               "offset": (page - 1) * per_page, "limit": per_page}
     with db.read_only() as session:
-        rows = session.execute(_page_of(query), params).scalars().all()
+        rows = session.execute(page_query, params).all()
         if 0 < len(rows) < per_page or (page == 1 and not rows):
             # The last page, read in the same snapshot: the total needs no second query.
             total = (page - 1) * per_page + len(rows)
         else:
-            total = session.execute(
-                select(func.count()).select_from(query.subquery()), params).scalar_one()
+            total = session.execute(count_query, params).scalar_one()
         calendar = cal.load_calendar(session)
-        return {"items": [task_summary(t, calendar, now) for t in rows], "total": total,
+        return {"items": [_summary(*row, calendar, now) for row in rows], "total": total,
                 "page": page, "per_page": per_page}
 
 
@@ -131,39 +143,41 @@ _URGENCY = (Task.due_at.is_(None), Task.due_at, Task.created_at, Task.id)
 
 
 @lru_cache(maxsize=512)
-def _page_of(query):
-    """One page of an inbox statement, page and size as bind parameters: one statement per shape."""
-    return query.order_by(*_URGENCY).offset(bindparam("offset")).limit(bindparam("limit"))
-
-
-@lru_cache(maxsize=512)
 def _inbox_query(scope: str, roles_key: tuple, by_code: bool, by_step: bool, overdue: bool | None):
-    """The inbox statement for one shape of question, built once: building it cost more than running it.
+    """The inbox statements for one shape of question, built once: building them cost more than
+    running them. Returns (one page, page and size as bind parameters; the count of all pages).
 
     Who asks and the values asked for are bind parameters (username, request_code, step, now);
     the actor's roles and units shape the statement and are part of the key.
     """
     actor = Actor(username="", roles={role: frozenset(units) for role, units in roles_key})
-    query = select(Task)
+    conditions = []
     if scope == "unit":
-        query = query.where(_visible_condition(actor, bindparam("username"), projection.OPEN_TASK))
+        conditions.append(_visible_condition(actor, bindparam("username"), projection.OPEN_TASK))
     else:
-        query = query.where(Task.status == projection.OPEN_TASK)
+        conditions.append(Task.status == projection.OPEN_TASK)
     if scope == "mine":
-        query = query.where(Task.assignee == bindparam("username"))
+        conditions.append(Task.assignee == bindparam("username"))
     elif scope == "all":
         condition = _supervised_condition(actor)
         if condition is not None:
-            query = query.where(condition)
+            conditions.append(condition)
     if by_code:
-        query = query.join(Request, Request.id == Task.request_id).where(Request.code == bindparam("request_code"))
+        conditions.append(Request.code == bindparam("request_code"))
     if by_step:
-        query = query.where(Task.step == bindparam("step"))
+        conditions.append(Task.step == bindparam("step"))
     if overdue is True:
-        query = query.where(Task.due_at < bindparam("now"))
+        conditions.append(Task.due_at < bindparam("now"))
     elif overdue is False:
-        query = query.where(or_(Task.due_at.is_(None), Task.due_at >= bindparam("now")))
-    return query
+        conditions.append(or_(Task.due_at.is_(None), Task.due_at >= bindparam("now")))
+    # The request is joined as the entity query's eager load joined it (an outer join on its
+    # key), so the planner sees the statement it was tuned on; the count joins it only to filter.
+    page = (select(*_INBOX_COLUMNS).select_from(Task).outerjoin(Request, Request.id == Task.request_id)
+            .where(*conditions).order_by(*_URGENCY).offset(bindparam("offset")).limit(bindparam("limit")))
+    counted = select(func.count()).select_from(Task)
+    if by_code:
+        counted = counted.join(Request, Request.id == Task.request_id)
+    return page, counted.where(*conditions)
 
 
 # -- one task ---------------------------------------------------------------------------

@@ -75,6 +75,14 @@ def _locked_head(session: Session) -> AuditHead:
     return head
 
 
+def hold_head(session: Session, head: AuditHead | None) -> None:
+    """The head row as the caller read it under the database's write lock (SQLite's BEGIN
+    IMMEDIATE), with the case it works on: this transaction's events start from it."""
+    transaction = session.get_transaction()
+    if head is not None and transaction is not None and session.get_nested_transaction() is None:
+        session.info[_HEAD] = (transaction, head)
+
+
 def record(
     session: Session,
     action: str,

@@ -147,9 +147,10 @@ def load_calendar(session) -> WorkingCalendar:
     """The calendar with the administrators' overrides, cached until they change."""
     from sqlalchemy import select
 
+    from . import db
     from .models import CalendarDay
 
-    key = str(session.get_bind().url)
+    key = db.database_key(session.get_bind())
     cached = _cache.get(key)
     if cached is not None and _monotonic() - cached[0] < _CACHE_SECONDS:
         return cached[1]

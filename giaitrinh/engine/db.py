@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sqlite3
+import weakref
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -66,6 +67,19 @@ def init_db(url: str) -> Engine:
         bind=_engine.execution_options(giaitrinh_readonly=True), expire_on_commit=False
     )
     return _engine
+
+
+# Engine -> its URL as a string: the key of the per-database caches (calendar, live workflows),
+# which rendering the URL on every look-up made cost more than the look-up.
+_database_keys: "weakref.WeakKeyDictionary[Engine, str]" = weakref.WeakKeyDictionary()
+
+
+def database_key(bind) -> str:
+    """The database an engine (or a session's bind) points at, as a string."""
+    key = _database_keys.get(bind)
+    if key is None:
+        key = _database_keys[bind] = str(bind.url)
+    return key
 
 
 def get_engine() -> Engine:

@@ -41,7 +41,7 @@ _SAVED = "giaitrinh_saved_workflows"
 
 
 def _live_key(session: Session, request_id: int):
-    return (str(session.get_bind().url), request_id)
+    return (db.database_key(session.get_bind()), request_id)
 
 
 _PINNED = "giaitrinh_pinned"

@@ -11,7 +11,7 @@ from .. import audit, calendar as cal, clock, db, forms, notifications, projecti
 from .. import units as unit_tree
 from ..accounts import ALL_UNITS, Actor
 from ..errors import Conflict, Forbidden, NotFound, ValidationFailed
-from ..models import Escalation, Job, Membership, Request, Task, TaskCandidate, User, WorkflowState
+from ..models import AuditHead, Escalation, Job, Membership, Request, Task, TaskCandidate, User, WorkflowState
 from . import _common, documents
 from ._common import iso
 
@@ -228,9 +228,11 @@ def _task_row(session, task_id: str, actor: Actor, lock: bool = False) -> Task:
 
 
 # The task with its request (joined), the request's workflow state and its other open tasks, in
-# one statement: what a completion reads of the case before it runs the workflow.
+# one statement: what a completion reads of the case before it runs the workflow; and the audit
+# trail's head, which it appends to (on the first row only: an outer join, as a new database has none).
 _CASE_OF_TASK = (
-    select(Task, WorkflowState).join(WorkflowState, WorkflowState.request_id == Task.request_id)
+    select(Task, WorkflowState, AuditHead).join(WorkflowState, WorkflowState.request_id == Task.request_id)
+    .outerjoin(AuditHead, and_(AuditHead.id == 1, Task.id == bindparam("task_id")))
     .where(Task.request_id == select(Task.request_id).where(Task.id == bindparam("task_id")).scalar_subquery(),
            or_(Task.status == projection.OPEN_TASK, Task.id == bindparam("task_id"))))
 _WAITING_JOBS = select(Job).where(Job.request_id == bindparam("request_id"), Job.status.in_(("waiting", "paused")))
@@ -246,12 +248,13 @@ def _task_with_case(session, task_id: str, actor: Actor) -> Task:
     if not isinstance(task_id, str) or len(task_id) > 36:
         raise NotFound("không có công việc này (unknown task)")
     rows = session.execute(_CASE_OF_TASK, {"task_id": task_id}).all()
-    task = next((row for row, _state in rows if row.id == task_id), None)
+    task, head = next(((row, head) for row, _state, head in rows if row.id == task_id), (None, None))
     if task is None:
         raise NotFound("không có công việc này (unknown task)")
     if not may_see(actor, task):
         raise Forbidden("công việc thuộc đơn vị hoặc vai trò khác (not your task)")
-    held = [obj for row in rows for obj in row]
+    audit.hold_head(session, head)
+    held = [obj for row in rows for obj in row if obj is not None]
     held.extend(session.execute(_WAITING_JOBS, {"request_id": task.request_id}).scalars())
     projection.hold_case_rows(session, [task.request_id], (Task, Job), rows=held)
     return task

@@ -27,6 +27,20 @@ def test_submission_gives_code_token_and_the_acknowledgement_deadline(world):
     assert submit()["code"] == "GT-2026-000002"
 
 
+def test_a_unit_created_after_the_tree_was_read_takes_requests_and_an_unknown_one_is_refused(world):
+    from giaitrinh.engine.models import Unit
+
+    assert submit()["status"] == "received"  # the unit tree is now read and cached
+    with db.transaction() as session:
+        session.add(Unit(code="NEW", name="Phường Mới", parent_code=None))
+    assert submit(unit="NEW")["status"] == "received"
+    with pytest.raises(ValidationFailed) as refused:
+        submit(unit="NOWHERE")
+    assert "unit" in refused.value.fields
+    with db.read_only() as session:
+        assert session.execute(select(func.count()).select_from(Request)).scalar_one() == 2
+
+
 def test_accept_assign_explain_approve_publish(world, people, fixed_clock):
     sub = submit()
     code, token = sub["code"], sub["token"]

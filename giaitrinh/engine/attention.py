@@ -178,9 +178,19 @@ def _before_flush(session: Session, _context, _instances) -> None:
         if escalation_added:
             request.escalated = True
         ids.discard(request_id)
-    # A new row's case (or a new request's own id) may only be known once it is inserted.
-    unnumbered = [obj for obj in session.new if isinstance(obj, Request) and obj.id is None
-                  or isinstance(obj, (Task, Job, Escalation)) and obj.request_id is None]
+    # A new row's case (or a new request's own id) may only be known once it is inserted; a new
+    # request flushed alone has no rows yet, and its facts are plain.
+    rows_pending = any(isinstance(obj, (Task, Job, Escalation)) for obj in session.new)
+    unnumbered = []
+    for obj in session.new:
+        if isinstance(obj, Request) and obj.id is None:
+            if rows_pending:
+                unnumbered.append(obj)
+            else:
+                obj.task_due_at, obj.escalated = None, False
+                obj.work_pending = obj.status == WAITS_FOR_REQUESTER
+        elif isinstance(obj, (Task, Job, Escalation)) and obj.request_id is None:
+            unnumbered.append(obj)
     session.info[_TO_REFRESH] = (ids, unnumbered)
 
 

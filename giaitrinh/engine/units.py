@@ -30,8 +30,7 @@ _TREE_SECONDS = 60.0
 _trees: "weakref.WeakKeyDictionary[Any, tuple[float, dict[str, str | None]]]" = weakref.WeakKeyDictionary()
 
 
-def ancestors_cached(session: Session, unit_code: str) -> list[str]:
-    """``ancestors`` from the unit tree this process read at most a minute ago (hot paths: escalations)."""
+def _parents(session: Session) -> dict[str, str | None]:
     engine = session.get_bind()
     cached = _trees.get(engine)
     if cached is None or monotonic() - cached[0] >= _TREE_SECONDS:
@@ -39,7 +38,21 @@ def ancestors_cached(session: Session, unit_code: str) -> list[str]:
             parents = dict(session.execute(select(Unit.code, Unit.parent_code)).all())
         cached = (monotonic(), parents)
         _trees[engine] = cached
-    parents = cached[1]
+    return cached[1]
+
+
+def exists(session: Session, unit_code: str) -> bool:
+    """Whether the unit exists: from the tree read at most a minute ago, else asked now (a unit
+    created since). Units are never deleted through the application."""
+    if unit_code in _parents(session):
+        return True
+    with session.no_autoflush:
+        return session.get(Unit, unit_code) is not None
+
+
+def ancestors_cached(session: Session, unit_code: str) -> list[str]:
+    """``ancestors`` from the unit tree this process read at most a minute ago (hot paths: escalations)."""
+    parents = _parents(session)
     if unit_code not in parents:
         return ancestors(session, unit_code)
     chain: list[str] = []

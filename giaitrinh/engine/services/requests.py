@@ -11,6 +11,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from .. import audit, calendar as cal, clock, db, forms, notifications, projection, redaction, runtime
+from .. import units as unit_tree
 from ..accounts import Actor, hash_secret
 from ..errors import Conflict, Forbidden, NotFound, ValidationFailed
 from ..models import SEARCH_TABLE, AuditEvent, Counter, Request, Unit, WorkflowState
@@ -111,7 +112,7 @@ def submit(payload: Any, actor: Actor | None = None, attachments: list | None = 
     with db.transaction() as session:
         unit_code = payload.get("unit")
         if unit_code:
-            if session.get(Unit, unit_code) is None:
+            if not isinstance(unit_code, str) or not unit_tree.exists(session, unit_code):
                 raise ValidationFailed("đơn vị không tồn tại (unknown unit)", {"unit": f"Không có đơn vị {unit_code}."})
         else:
             first = session.execute(select(Unit).where(Unit.parent_code.is_(None)).order_by(Unit.code).limit(1)).scalar_one_or_none()

@@ -126,3 +126,29 @@ def test_backup_and_restore_bring_back_a_verified_database(world, people, tmp_pa
     assert refused.returncode != 0
     with db.read_only() as session:
         assert session.execute(select(Request.code).where(Request.code == code)).scalar_one() == code
+
+
+def test_events_held_for_one_statement_are_chained_in_order_and_seen_by_a_reader(world, fixed_clock):
+    from giaitrinh.engine.services import _common
+
+    code = submit()["code"]
+    with db.transaction() as session:
+        request = session.execute(select(Request).where(Request.code == code)).scalar_one()
+        audit.defer_inserts(session)
+        audit.record(session, "suspended", actor="lanhdao", request_id=request.id, note="một")
+        fixed_clock.advance(days=3)
+        audit.record(session, "resumed", actor="lanhdao", request_id=request.id, note="hai")
+        # Nothing written yet (a query that autoflushes would write them); a reader of the trail
+        # that does not autoflush writes them first.
+        with session.no_autoflush:
+            assert session.execute(select(AuditEvent.id).where(AuditEvent.request_id == request.id,
+                                                               AuditEvent.action == "resumed")).first() is None
+        assert _common.suspended_days(session, request.id, clock.now()) == 3
+        audit.record(session, "suspended", actor="lanhdao", request_id=request.id, note="ba")
+    # The last one went out at the commit, after the two the reader wrote.
+    with db.read_only() as session:
+        notes = session.execute(select(AuditEvent.note).where(AuditEvent.request_id == request.id,
+                                                              AuditEvent.actor == "lanhdao")
+                                .order_by(AuditEvent.id)).scalars().all()
+    assert notes == ["một", "hai", "ba"]
+    assert _verify().ok

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import event as sa_event, select
 from sqlalchemy.orm import Session
 
 from . import clock
@@ -75,6 +75,35 @@ def _locked_head(session: Session) -> AuditHead:
     return head
 
 
+_DEFERRED = "giaitrinh_audit_deferred"
+
+
+def defer_inserts(session: Session) -> None:
+    """Hold this transaction's new events and insert them together, in order, as its next flush
+    begins (or at the commit): a scheduler's batch writes two events a firing, and one statement
+    for all of them costs less than a statement each. Readers of the trail in the same transaction
+    call ``write_deferred`` first."""
+    session.info[_DEFERRED] = []
+
+
+def write_deferred(session: Session) -> None:
+    """Insert the events ``defer_inserts`` is holding, in the order they were recorded."""
+    pending = session.info.get(_DEFERRED)
+    if pending:
+        session.info[_DEFERRED] = []
+        session.connection().execute(_INSERT_EVENT, pending)
+
+
+@sa_event.listens_for(Session, "before_flush")
+def _before_flush(session: Session, _context, _instances) -> None:
+    write_deferred(session)
+
+
+@sa_event.listens_for(Session, "before_commit")
+def _before_commit(session: Session) -> None:
+    write_deferred(session)
+
+
 def hold_head(session: Session, head: AuditHead | None) -> None:
     """The head row as the caller read it under the database's write lock (SQLite's BEGIN
     IMMEDIATE), with the case it works on: this transaction's events start from it."""
@@ -122,9 +151,14 @@ def record(
     event = SimpleNamespace(**values)
     event.payload_sha256 = values["payload_sha256"] = payload_digest(event)
     event.hash = values["hash"] = compute_hash(event)
-    # On the session's connection, in its transaction: a plain insert needs none of the ORM's
-    # statement handling (a third of an event's cost through session.execute).
-    event.id = session.connection().execute(_INSERT_EVENT, values).inserted_primary_key[0]
+    deferred = session.info.get(_DEFERRED)
+    if deferred is not None:
+        deferred.append(values)
+        event.id = None  # given when the held events are inserted
+    else:
+        # On the session's connection, in its transaction: a plain insert needs none of the ORM's
+        # statement handling (a third of an event's cost through session.execute).
+        event.id = session.connection().execute(_INSERT_EVENT, values).inserted_primary_key[0]
     head.last_hash = event.hash
     head.count += 1
     return event

@@ -226,6 +226,7 @@ def _fire_together(claimed: list[tuple[int, int | None, int]]) -> tuple[int, int
     fired = tried = 0
     with db.transaction() as session:
         held = _prefetch(session, claimed[:FIRE_BATCH])  # noqa: F841 - kept alive
+        audit.defer_inserts(session)  # the batch's events in one statement, at its one flush
         for job_id, request_id, fence in claimed:
             tried += 1
             fired += _fire(session, job_id, fence, clock.now(), request_id, True)

@@ -333,7 +333,8 @@ _SUSPENSIONS = (select(AuditEvent.action, AuditEvent.at)
 
 def suspended_days(session: Session, request_id: int, until: datetime) -> int:
     """Calendar days a case stood suspended (art. 14), as ``supervision.resume`` moves deadlines by."""
-    # Audit events are written at once (audit.record), never held pending: no autoflush needed.
+    # Audit events are not ORM objects: no autoflush needed, only those a batch holds (audit.defer_inserts).
+    audit.write_deferred(session)
     with session.no_autoflush:
         events = session.execute(_SUSPENSIONS, {"request_id": request_id}).all()
     total, since = 0, None

@@ -409,6 +409,7 @@ def complete(task_id: str, data: Any, actor: Actor) -> dict:
         raise ValidationFailed("dữ liệu biểu mẫu phải là một đối tượng (data must be an object)",
                                {"data": "Dữ liệu biểu mẫu phải là một đối tượng JSON (expected an object)."})
     with db.transaction() as session:
+        audit.defer_inserts(session)  # the completion's events in one statement, at its flush
         if db.is_sqlite():
             # BEGIN IMMEDIATE already holds the database's one write lock, and the task's
             # row came with its request and the rest of its case: one read is enough.

@@ -109,6 +109,7 @@ _TO_REFRESH = "giaitrinh_attention_to_refresh"
 
 
 def _transaction(session: Session):
+    """The innermost (sub)transaction: a savepoint's, if one is open."""
     return session.get_nested_transaction() or session.get_transaction()
 
 

@@ -216,15 +216,24 @@ _TASK = select(Task).where(Task.id == bindparam("task_id"))
 _TASK_FOR_UPDATE = _TASK.with_for_update(of=Task).execution_options(populate_existing=True)
 
 
-def _task_row(session, task_id: str, actor: Actor, lock: bool = False) -> Task:
+def _check_task_id(task_id) -> None:
     if not isinstance(task_id, str) or len(task_id) > 36:
         raise NotFound("không có công việc này (unknown task)")
-    task = session.execute(_TASK_FOR_UPDATE if lock else _TASK, {"task_id": task_id}).scalar_one_or_none()
+
+
+def _seen_by(actor: Actor, task: Task | None) -> Task:
+    """The task as read, if it exists and the actor may see it."""
     if task is None:
         raise NotFound("không có công việc này (unknown task)")
     if not may_see(actor, task):
         raise Forbidden("công việc thuộc đơn vị hoặc vai trò khác (not your task)")
     return task
+
+
+def _task_row(session, task_id: str, actor: Actor, lock: bool = False) -> Task:
+    _check_task_id(task_id)
+    return _seen_by(actor, session.execute(_TASK_FOR_UPDATE if lock else _TASK,
+                                           {"task_id": task_id}).scalar_one_or_none())
 
 
 # The task with its request (joined), the request's workflow state and its other open tasks, in
@@ -245,14 +254,10 @@ def _task_with_case(session, task_id: str, actor: Actor) -> Task:
     The session then holds the case's open tasks, waiting jobs and workflow state
     (``projection.hold_case_rows``): the projection and the state load read none of them again.
     """
-    if not isinstance(task_id, str) or len(task_id) > 36:
-        raise NotFound("không có công việc này (unknown task)")
+    _check_task_id(task_id)
     rows = session.execute(_CASE_OF_TASK, {"task_id": task_id}).all()
     task, head = next(((row, head) for row, _state, head in rows if row.id == task_id), (None, None))
-    if task is None:
-        raise NotFound("không có công việc này (unknown task)")
-    if not may_see(actor, task):
-        raise Forbidden("công việc thuộc đơn vị hoặc vai trò khác (not your task)")
+    task = _seen_by(actor, task)
     audit.hold_head(session, head)
     held = [obj for row in rows for obj in row if obj is not None]
     held.extend(session.execute(_WAITING_JOBS, {"request_id": task.request_id}).scalars())

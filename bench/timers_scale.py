@@ -44,6 +44,7 @@ from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 import dataset  # noqa: E402
+from giaitrinh import server  # noqa: E402
 from giaitrinh.engine import calendar as cal  # noqa: E402
 from giaitrinh.engine import db, timers  # noqa: E402
 
@@ -206,6 +207,7 @@ def run(open_: int, burst_n: int, realtime_n: int, spread: float, wakeups: int, 
         try:
             engine = db.init_db(copy.url)
             cal.invalidate_cache()
+            server.settle_heap()  # the scheduler runs in giaitrinh serve, which does this once it is up
             figures["db"] = engine.dialect.name
             figures["waiting"] = len(waiting_ids())
             ids = waiting_timer_ids()

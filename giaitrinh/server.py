@@ -9,11 +9,33 @@ file lock and sweeps.
 """
 from __future__ import annotations
 
+import gc
 import logging
 
 from .config import Settings
 
 log = logging.getLogger(__name__)
+
+# Allocations between two collections of the youngest generation (Python's default: 700).
+YOUNG_COLLECTION_EVERY = 10_000
+
+
+def settle_heap() -> None:
+    """Once a serving process is up: leave what start-up built to itself, and collect less often.
+
+    Imports, the parsed specs, SQLAlchemy's mappers and compiled statements are hundreds of
+    thousands of objects that live as long as the process; every full collection walked them
+    all again (14 of them, 114 ms each, in a burst of 3,000 timers: 17% of its time). Frozen,
+    the collector never looks at them again. A firing or a page allocates tens of thousands of
+    short-lived objects, most of them freed by reference counting; collecting the young
+    generation every 10,000 allocations instead of every 700 still frees the cycles a loaded
+    workflow leaves (its tasks point back at it) within one use case, at a fraction of the
+    passes. ``giaitrinh serve`` calls this once per process, after its app is built and before
+    it takes requests (in each worker, after the fork: nothing is shared across it).
+    """
+    gc.collect()  # what start-up left behind is freed, not frozen
+    gc.freeze()
+    gc.set_threshold(YOUNG_COLLECTION_EVERY, *gc.get_threshold()[1:])
 
 
 def run_single(settings: Settings, host: str, port: int, threads: int, scheduler: bool) -> None:
@@ -28,6 +50,8 @@ def run_single(settings: Settings, host: str, port: int, threads: int, scheduler
         timers.start_scheduler()
     documents.start_background_rendering()
     from .web.uploads import LARGEST_BODY
+
+    settle_heap()
 
     serve(app, host=host, port=port, threads=threads, ident="giaitrinh",
           max_request_body_size=max(settings.max_body_bytes * 2, LARGEST_BODY))
@@ -49,6 +73,7 @@ def run_workers(settings: Settings, host: str, port: int, workers: int, threads:
             from .engine import timers
 
             timers.start_scheduler()
+        settle_heap()
 
     def worker_exit(server, worker) -> None:
         from .engine import timers

@@ -14,7 +14,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from giaitrinh.engine import audit, clock, db, timers
+from giaitrinh.engine import audit, clock, db, projection, timers
 from giaitrinh.engine.errors import Conflict
 from giaitrinh.engine.models import AuditEvent, Escalation, Job, Request, WorkflowState
 
@@ -108,6 +108,33 @@ def test_a_batch_where_nothing_fails_is_one_transaction_without_savepoints(world
     assert result == (4, 4)
     assert "SAVEPOINT" not in statements and "RELEASE" not in statements
     assert _fired_per_job() == Counter({i: 1 for i in ids}) and _chain_ok()
+
+
+def test_a_held_case_sees_its_rows_added_and_flushed_since_and_not_those_rolled_back(world, fixed_clock):
+    """A batch holds its cases' rows (``projection.hold_case_rows``); a row added to one of them and
+    written by an autoflush is no longer new, and still one of the case's; one rolled back with its
+    savepoint is neither."""
+    job_id = _due_timers(fixed_clock, 1)[0]
+
+    def another_timer(request_id: int) -> Job:
+        return Job(request_id=request_id, kind="timer", spiff_task_id=f"extra-{request_id}", step="extra",
+                   due_at=clock.now(), status="waiting", created_at=clock.now())
+
+    with db.transaction() as session:
+        job = session.get(Job, job_id)
+        projection.hold_case_rows(session, [job.request_id], rows=[job])
+        flushed = another_timer(job.request_id)
+        session.add(flushed)
+        session.flush()
+        assert flushed not in session.new
+        savepoint = session.begin_nested()
+        undone = another_timer(job.request_id)
+        session.add(undone)
+        session.flush()
+        savepoint.rollback()
+        assert {row.id for row in projection.held_rows(session, job.request_id, Job)} == {job.id, flushed.id}
+        assert projection.held_rows(session, job.request_id + 1, Job) == []
+        session.rollback()
 
 
 def test_a_failing_firing_makes_the_batch_fire_again_in_savepoints_and_write_once(world, fixed_clock, monkeypatch):

@@ -226,6 +226,15 @@ def _job_moved(job: Job) -> bool:
     return (before in UNFINISHED_JOBS) != (job.status in UNFINISHED_JOBS)
 
 
+def _moved_from(obj) -> int | None:
+    """The case a row belonged to before it was moved to another in this flush, if it was.
+
+    Read from the undo values, as ``_changed``: asking ``inspect(obj).attrs`` for the attribute's
+    history built the state of every attribute of the row, for each job a burst fires."""
+    before = instance_state(obj).committed_state.get("request_id")
+    return before if isinstance(before, int) else None
+
+
 def concerned(session: Session) -> set[int]:
     """The cases whose facts this flush may change (called before the flush's changes are final)."""
     ids: set[int] = set()
@@ -240,17 +249,13 @@ def concerned(session: Session) -> set[int]:
     for obj in session.dirty:
         if isinstance(obj, Escalation):
             if _changed(obj, "resolved_at", "request_id"):
-                ids.add(obj.request_id)
-                ids.update(v for v in inspect(obj).attrs.request_id.history.deleted)
+                ids.update((obj.request_id, _moved_from(obj)))
         elif isinstance(obj, Task):
             if _changed(obj, "status", "due_at", "request_id"):
-                ids.add(obj.request_id)
-                if _changed(obj, "request_id"):
-                    ids.update(v for v in inspect(obj).attrs.request_id.history.deleted)
+                ids.update((obj.request_id, _moved_from(obj)))
         elif isinstance(obj, Job):
             if _job_moved(obj):
-                ids.add(obj.request_id)
-                ids.update(v for v in inspect(obj).attrs.request_id.history.deleted)
+                ids.update((obj.request_id, _moved_from(obj)))
         elif isinstance(obj, Request) and _changed(obj, "status"):
             ids.add(obj.id)
     ids.discard(None)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, event, select
 from sqlalchemy.orm import Session, lazyload
 
 from . import calendar as cal
@@ -37,25 +37,50 @@ def _parse(value) -> datetime | None:
         return None
 
 
-_HELD = "giaitrinh_case_rows_held"
+_HELD = "giaitrinh_case_rows_held"  # (request id, model) -> the held rows, by id()
+_KEPT = "giaitrinh_case_rows_kept"
 CASE_ROWS = (Task, Job, Escalation)
 
 
 def hold_case_rows(session: Session, request_ids, models=CASE_ROWS, rows=()) -> None:
     """Promise that the session holds these requests' rows of ``models`` that ``sync`` and
     ``raise_escalation`` look at (open tasks, waiting or paused jobs, escalations): read at once
-    with the request, under its lock (a scheduler's batch, a completion on SQLite). They then
-    read none of them again. ``rows``: objects to keep alive for the session (its identity map
-    holds them weakly)."""
+    with the request, under its lock (a scheduler's batch, a completion on SQLite), and given as
+    ``rows`` (objects of other kinds or cases among them are left out). They then read none of
+    them again, and find them in this index rather than among everything the session holds:
+    a batch of 50 firings scanned its whole identity map twice a firing."""
     held = session.info.setdefault(_HELD, {})
     for request_id in request_ids:
-        held.setdefault(request_id, set()).update(models)
-    if rows:
-        session.info.setdefault(_HELD + "_rows", []).extend(rows)
+        for model in models:
+            held.setdefault((request_id, model), {})
+    for obj in rows:
+        bucket = held.get((getattr(obj, "request_id", None), type(obj)))
+        if bucket is not None:
+            bucket[id(obj)] = obj
+    if rows:  # kept alive for the session (the workflow state too): its identity map holds them weakly
+        session.info.setdefault(_KEPT, []).extend(rows)
+
+
+@event.listens_for(Session, "pending_to_persistent")
+def _held_once_flushed(session: Session, obj) -> None:
+    # A row added to a held case and flushed since (by an autoflush in a batch) is no longer among
+    # the session's new objects: the index keeps it in view, as the identity map would.
+    held = session.info.get(_HELD)
+    if held:
+        bucket = held.get((getattr(obj, "request_id", None), type(obj)))
+        if bucket is not None:
+            bucket[id(obj)] = obj
 
 
 def holds_case_rows(session: Session, request_id: int, model) -> bool:
-    return model in session.info.get(_HELD, {}).get(request_id, ())
+    return (request_id, model) in session.info.get(_HELD, ())
+
+
+def held_rows(session: Session, request_id: int, model) -> list:
+    """The case's stored rows of ``model`` the session holds (``hold_case_rows``), as they are
+    in memory; one rolled back to a savepoint since is gone from the session and from here."""
+    bucket = session.info.get(_HELD, {}).get((request_id, model), {})
+    return [obj for obj in bucket.values() if obj.request_id == request_id and obj in session]
 
 
 def _as_flushed(session: Session, statement, model, request_id: int, keep) -> list:
@@ -67,8 +92,7 @@ def _as_flushed(session: Session, statement, model, request_id: int, keep) -> li
     When the session holds all of the request's rows (``hold_case_rows``), there is no query.
     """
     if holds_case_rows(session, request_id, model):
-        found = {id(obj): obj for obj in session.identity_map.values()
-                 if isinstance(obj, model) and obj.request_id == request_id}
+        found = {id(obj): obj for obj in held_rows(session, request_id, model)}
     else:
         with session.no_autoflush:
             found = {id(obj): obj for obj in session.execute(statement, {"request_id": request_id}).scalars()}

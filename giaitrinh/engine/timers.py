@@ -106,7 +106,7 @@ def _prefetch(session, claimed: list[tuple[int, int | None, int]]) -> list:
         if model is Task:
             query = query.options(lazyload(Task.request))
         held.extend(session.execute(query).scalars())
-    projection.hold_case_rows(session, request_ids)
+    projection.hold_case_rows(session, request_ids, rows=held)
     notifications.prefetch_escalation_recipients(
         session, {obj.unit_code for obj in held if isinstance(obj, Request)})
     return held

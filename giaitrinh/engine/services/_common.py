@@ -189,8 +189,7 @@ def raise_escalation(session: Session, request: Request, running: runtime.Runnin
     # Counted as if flushed, without flushing (the use case's other changes go out in its one
     # flush): the stored escalations of this deadline and those added in this session.
     if projection.holds_case_rows(session, request.id, Escalation):  # a batch read the case's escalations already
-        previous = sum(1 for obj in session.identity_map.values()
-                       if isinstance(obj, Escalation) and obj.request_id == request.id and obj.due_at == due_at)
+        previous = sum(1 for obj in projection.held_rows(session, request.id, Escalation) if obj.due_at == due_at)
     else:
         with session.no_autoflush:
             previous = session.execute(_ESCALATIONS_OF_DEADLINE,

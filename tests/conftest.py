@@ -1,6 +1,7 @@
 """Shared fixtures: a fresh database per test, the engine clock under the test's control."""
 from __future__ import annotations
 
+import copy
 import os
 from datetime import datetime
 
@@ -90,3 +91,41 @@ def _fast_dump_matches_spiffworkflow(monkeypatch):
         return text
 
     monkeypatch.setattr(runtime, "dump", checked)
+
+
+def _same_workflow(fast, spiff) -> None:
+    """Two loads of one state made the same objects: tasks, their data, the workflow's own values."""
+    assert list(fast.tasks) == list(spiff.tasks)
+    for task_id, task in fast.tasks.items():
+        other = spiff.tasks[task_id]
+        assert (task.task_spec, task.state, task._parent, task._children, task.triggered, task.last_state_change,
+                task.data, task.internal_data) == \
+               (other.task_spec, other.state, other._parent, other._children, other.triggered,
+                other.last_state_change, other.data, other.internal_data)
+    assert fast.task_tree.id == spiff.task_tree.id
+    assert (fast.last_task.id if fast.last_task else None) == (spiff.last_task.id if spiff.last_task else None)
+    assert (fast.data, fast.correlations, fast.success, fast.completed, fast.bpmn_events) == \
+           (spiff.data, spiff.correlations, spiff.success, spiff.completed, spiff.bpmn_events)
+    assert list(fast.event_manager.tasks) == list(spiff.event_manager.tasks)
+    assert runtime_dump_json(fast) == runtime_dump_json(spiff)
+
+
+def runtime_dump_json(workflow) -> str:
+    from giaitrinh.engine import runtime
+
+    return runtime._serializer.serialize_json(workflow)
+
+
+@pytest.fixture(autouse=True)
+def _fast_load_matches_spiffworkflow(monkeypatch):
+    """Every state the engine reads in any test makes the same workflow as SpiffWorkflow's own restore."""
+    from giaitrinh.engine import runtime
+
+    fast = runtime._workflow_from_dict
+
+    def checked(dct, spec, subprocess_specs):
+        workflow = fast(copy.deepcopy(dct), spec, subprocess_specs)
+        _same_workflow(workflow, runtime._serializer.from_dict(dct, spec=spec, subprocess_specs=subprocess_specs))
+        return workflow
+
+    monkeypatch.setattr(runtime, "_workflow_from_dict", checked)

@@ -123,7 +123,8 @@ def _sync(session: Session, request: Request, running: runtime.Running, new: boo
     wf = running.workflow
 
     # Jobs: one row per waiting timer.
-    timers = runtime.waiting_timers(wf)
+    open_now = runtime.open_tasks(wf)  # the three questions below, from one walk of the task tree
+    timers = runtime.waiting_timers(wf, open_now)
     due_by_task: dict[str, datetime] = {}
     existing_jobs = {
         j.spiff_task_id: j
@@ -146,7 +147,7 @@ def _sync(session: Session, request: Request, running: runtime.Running, new: boo
         jobs.revoke_lease(job)
 
     # Tasks: one row per ready human task.
-    ready = {str(t.id): t for t in runtime.ready_human_tasks(wf)}
+    ready = {str(t.id): t for t in runtime.ready_human_tasks(wf, open_now)}
     rows = {
         t.id: t
         for t in existing(session, _OPEN_TASKS, Task, request.id, lambda t: t.status == OPEN_TASK)
@@ -180,7 +181,7 @@ def _sync(session: Session, request: Request, running: runtime.Running, new: boo
     attention.know_open_tasks(session, request, open_rows.values())
 
     # The request itself.
-    status, data, main_ended = running.position = runtime.current_position(running)
+    status, data, main_ended = running.position = runtime.current_position(running, open_now)
     if status:
         request.status = status
     deadlines = {k: v for k, v in (data.get("deadlines") or {}).items() if isinstance(v, str)}

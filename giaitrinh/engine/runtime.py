@@ -410,8 +410,21 @@ def _refresh_timers(wf: BpmnWorkflow) -> bool:
     return any(task.state != state for task, state in before) or len(wf.event_manager.tasks) != len(before)
 
 
-def ready_human_tasks(wf: BpmnWorkflow):
-    return wf.get_tasks(state=TaskState.READY, manual=True)
+def open_tasks(wf: BpmnWorkflow) -> list:
+    """The workflow's ready and waiting tasks, in the task tree's order.
+
+    What ``ready_human_tasks``, ``waiting_timers`` and ``current_position`` each look for, taken from
+    one walk of the tree when they are asked of the same, unchanged workflow (the projection asks
+    all three after every step): a walk for READY and one for WAITING go over the same tasks in
+    the same order (both descend from FUTURE on), so each keeps the order its own walk gives.
+    """
+    return wf.get_tasks(state=TaskState.READY | TaskState.WAITING)
+
+
+def ready_human_tasks(wf: BpmnWorkflow, open_now: list | None = None):
+    if open_now is None:
+        return wf.get_tasks(state=TaskState.READY, manual=True)
+    return [t for t in open_now if t.state == TaskState.READY and t.task_spec.manual]
 
 
 def find_task(wf: BpmnWorkflow, task_id: str):
@@ -461,9 +474,11 @@ class WaitingTimer:
     attached_to: str | None
 
 
-def waiting_timers(wf: BpmnWorkflow) -> list[WaitingTimer]:
+def waiting_timers(wf: BpmnWorkflow, open_now: list | None = None) -> list[WaitingTimer]:
     timers = []
-    for task in wf.get_tasks(state=TaskState.WAITING):
+    waiting = wf.get_tasks(state=TaskState.WAITING) if open_now is None else \
+        [t for t in open_now if t.state == TaskState.WAITING]
+    for task in waiting:
         spec = task.task_spec
         event_definition = getattr(spec, "event_definition", None)
         if not isinstance(event_definition, TimerEventDefinition):
@@ -520,16 +535,16 @@ def evaluate(running: Running, task, expression: str) -> Any:
 # -- what the projection reads -----------------------------------------------------
 
 
-def current_position(running: Running) -> tuple[str | None, dict, bool]:
+def current_position(running: Running, open_now: list | None = None) -> tuple[str | None, dict, bool]:
     """(status, data, main path ended) read from the workflow's open or last nodes."""
     wf = running.workflow
     statuses = running.manifest.get("statuses", {})
-    open_tasks = [
-        t for t in wf.get_tasks(state=TaskState.READY | TaskState.WAITING)
+    open_here = [
+        t for t in (open_tasks(wf) if open_now is None else open_now)
         if t.task_spec.bpmn_id in statuses and not isinstance(t.task_spec, BoundaryEvent)
     ]
-    if open_tasks:
-        task = max(open_tasks, key=lambda t: t.last_state_change)
+    if open_here:
+        task = max(open_here, key=lambda t: t.last_state_change)
         return statuses[task.task_spec.bpmn_id], task.data, False
     ended = [
         t for t in wf.get_tasks(state=TaskState.COMPLETED)

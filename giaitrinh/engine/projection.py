@@ -83,20 +83,22 @@ def held_rows(session: Session, request_id: int, model) -> list:
     return [obj for obj in bucket.values() if obj.request_id == request_id and obj in session]
 
 
-def _as_flushed(session: Session, statement, model, request_id: int, keep) -> list:
+def _as_flushed(session: Session, statement, model, request_id: int, keep, changed=None) -> list:
     """The rows ``statement`` selects for a request as they would be after a flush, without one.
 
     The query reads the rows as stored; objects the session holds count as they are in
     memory: a row changed here is judged by ``keep`` on its new values, a row added here
     is included, a deleted one is not. Saves the unit of work a flush before each query costs.
     When the session holds all of the request's rows (``hold_case_rows``), there is no query.
+    ``changed``: the session's new and changed objects, when the caller took them already
+    (a batch's grow with each firing, and listing them costs as much).
     """
     if holds_case_rows(session, request_id, model):
         found = {id(obj): obj for obj in held_rows(session, request_id, model)}
     else:
         with session.no_autoflush:
             found = {id(obj): obj for obj in session.execute(statement, {"request_id": request_id}).scalars()}
-    for obj in (*session.new, *session.dirty):
+    for obj in (*session.new, *session.dirty) if changed is None else changed:
         if isinstance(obj, model) and obj.request_id == request_id:
             found[id(obj)] = obj
     deleted = session.deleted
@@ -126,10 +128,13 @@ def _sync(session: Session, request: Request, running: runtime.Running, new: boo
     open_now = runtime.open_tasks(wf)  # the three questions below, from one walk of the task tree
     timers = runtime.waiting_timers(wf, open_now)
     due_by_task: dict[str, datetime] = {}
+    # The session's new and changed objects, for the jobs and then the tasks: what happens in
+    # between adds and changes jobs only.
+    changed = () if new else (*session.new, *session.dirty)
     existing_jobs = {
         j.spiff_task_id: j
         for j in existing(session, _WAITING_TIMER_JOBS, Job, request.id,
-                             lambda j: j.kind == "timer" and j.status in ("waiting", "paused"))
+                             lambda j: j.kind == "timer" and j.status in ("waiting", "paused"), changed)
     }
     for timer in timers:
         if timer.attached_to:
@@ -150,7 +155,7 @@ def _sync(session: Session, request: Request, running: runtime.Running, new: boo
     ready = {str(t.id): t for t in runtime.ready_human_tasks(wf, open_now)}
     rows = {
         t.id: t
-        for t in existing(session, _OPEN_TASKS, Task, request.id, lambda t: t.status == OPEN_TASK)
+        for t in existing(session, _OPEN_TASKS, Task, request.id, lambda t: t.status == OPEN_TASK, changed)
     }
     opened: list[Task] = []
     open_rows: dict[str, Task] = {}  # the row of every ready task, read or just added

@@ -83,22 +83,22 @@ def held_rows(session: Session, request_id: int, model) -> list:
     return [obj for obj in bucket.values() if obj.request_id == request_id and obj in session]
 
 
-def _as_flushed(session: Session, statement, model, request_id: int, keep, changed=None) -> list:
+def _as_flushed(session: Session, statement, model, request_id: int, keep, changed) -> list:
     """The rows ``statement`` selects for a request as they would be after a flush, without one.
 
     The query reads the rows as stored; objects the session holds count as they are in
     memory: a row changed here is judged by ``keep`` on its new values, a row added here
     is included, a deleted one is not. Saves the unit of work a flush before each query costs.
     When the session holds all of the request's rows (``hold_case_rows``), there is no query.
-    ``changed``: the session's new and changed objects, when the caller took them already
-    (a batch's grow with each firing, and listing them costs as much).
+    ``changed``: the session's new and changed objects (``(*session.new, *session.dirty)``),
+    listed once by the caller for both kinds it asks about: a batch's grow with each firing.
     """
     if holds_case_rows(session, request_id, model):
         found = {id(obj): obj for obj in held_rows(session, request_id, model)}
     else:
         with session.no_autoflush:
             found = {id(obj): obj for obj in session.execute(statement, {"request_id": request_id}).scalars()}
-    for obj in (*session.new, *session.dirty) if changed is None else changed:
+    for obj in changed:
         if isinstance(obj, model) and obj.request_id == request_id:
             found[id(obj)] = obj
     deleted = session.deleted

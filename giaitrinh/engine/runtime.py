@@ -422,9 +422,9 @@ def open_tasks(wf: BpmnWorkflow) -> list:
 
 
 def ready_human_tasks(wf: BpmnWorkflow, open_now: list | None = None):
-    if open_now is None:
-        return wf.get_tasks(state=TaskState.READY, manual=True)
-    return [t for t in open_now if t.state == TaskState.READY and t.task_spec.manual]
+    """``open_now``: ``open_tasks(wf)`` when the caller walked the tree already."""
+    return [t for t in (open_tasks(wf) if open_now is None else open_now)
+            if t.state == TaskState.READY and t.task_spec.manual]
 
 
 def find_task(wf: BpmnWorkflow, task_id: str):
@@ -476,9 +476,9 @@ class WaitingTimer:
 
 def waiting_timers(wf: BpmnWorkflow, open_now: list | None = None) -> list[WaitingTimer]:
     timers = []
-    waiting = wf.get_tasks(state=TaskState.WAITING) if open_now is None else \
-        [t for t in open_now if t.state == TaskState.WAITING]
-    for task in waiting:
+    for task in (open_tasks(wf) if open_now is None else open_now):
+        if task.state != TaskState.WAITING:
+            continue
         spec = task.task_spec
         event_definition = getattr(spec, "event_definition", None)
         if not isinstance(event_definition, TimerEventDefinition):

@@ -52,7 +52,8 @@ from giaitrinh import demo, migrate  # noqa: E402
 from giaitrinh.engine import calendar as cal  # noqa: E402
 from giaitrinh.engine import db, redaction  # noqa: E402
 from giaitrinh.engine.models import (  # noqa: E402
-    AuditEvent, AuditHead, Counter, Escalation, Job, Membership, Request, Setting, Task, Unit, User, WorkflowState,
+    SQLITE_SEARCH_DDL, AuditEvent, AuditHead, Counter, Escalation, Job, Membership, Request, Setting, Task, Unit, User,
+    WorkflowState,
 )
 
 # Bump when the generator changes: cached databases of another version are rebuilt.
@@ -270,6 +271,7 @@ class Generator:
         engine = db.init_db(self.url)
         if engine.dialect.name == "sqlite":
             _bulk_load_pragmas(engine)
+            _search_index_later(engine)
         cal.invalidate_cache()
         self.definition_id = self._accounts_and_definition(found["sha256"])
         with engine.connect() as conn:
@@ -344,6 +346,9 @@ class Generator:
                     conn.execute(insert(table), rows)
 
     def _finish(self, engine) -> None:
+        if engine.dialect.name == "sqlite":
+            click.echo("indexing the published answers for search...", err=True)
+            _index_published(engine)
         with engine.begin() as conn:
             for year, value in self.counters.items():
                 conn.execute(insert(Counter), [{"name": f"request:{year}", "value": value}])
@@ -378,6 +383,29 @@ def _bulk_load_pragmas(engine) -> None:
 
     event.listen(engine, "connect", pragmas)
     engine.dispose()  # connections made before the listener get the pragmas too
+
+
+_SEARCH_INSERT_TRIGGER = "requests_search_insert"
+
+
+def _search_index_later(engine) -> None:
+    """Index the published answers in one pass at the end, not row by row as the application's
+    trigger does: merging the trigram index's segments as it grew made each batch of rows slower
+    than the one before (a batch of 5,000 at 200,000 requests took four times as long as the
+    first)."""
+    with engine.begin() as conn:
+        conn.execute(text(f"DROP TRIGGER IF EXISTS {_SEARCH_INSERT_TRIGGER}"))
+
+
+def _index_published(engine) -> None:
+    """What the trigger would have written for each generated row, then the trigger back."""
+    create = next(s for s in SQLITE_SEARCH_DDL if _SEARCH_INSERT_TRIGGER in s)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO requests_search (rowid, search_text, unit_code) "
+                          "SELECT id, search_text, unit_code FROM requests "
+                          "WHERE search_text IS NOT NULL AND published_at IS NOT NULL"))
+        conn.execute(text(create))
+        conn.execute(text("INSERT INTO requests_search (requests_search) VALUES ('optimize')"))
 
 
 def _empty() -> dict:

@@ -1,6 +1,7 @@
 """JSON Schema task forms: validation with a message per field, and dynamic options."""
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 
@@ -59,28 +60,38 @@ def normalize(value: Any) -> Any:
     return value
 
 
-def control_characters(value: Any, path: str = "") -> dict[str, str]:
-    """Fields holding a null byte or another control character (tabs and newlines are text)."""
-    found: dict[str, str] = {}
-    if isinstance(value, str):
-        if _CONTROL.search(value):
-            found[path or "data"] = "Không được chứa ký tự điều khiển (no control characters such as NUL)."
-    elif isinstance(value, dict):
+def _leaves(value: Any, path: str = ""):
+    """(field path, value) of every string, number and other scalar inside a form's data."""
+    if isinstance(value, dict):
         for k, v in value.items():
-            found.update(control_characters(v, f"{path}.{k}" if path else str(k)))
+            yield from _leaves(v, f"{path}.{k}" if path else str(k))
     elif isinstance(value, list):
         for i, v in enumerate(value):
-            found.update(control_characters(v, f"{path}.{i}" if path else str(i)))
-    return found
+            yield from _leaves(v, f"{path}.{i}" if path else str(i))
+    else:
+        yield path or "data", value
+
+
+def control_characters(value: Any, path: str = "") -> dict[str, str]:
+    """Fields holding a null byte or another control character (tabs and newlines are text)."""
+    return {where: "Không được chứa ký tự điều khiển (no control characters such as NUL)."
+            for where, leaf in _leaves(value, path) if isinstance(leaf, str) and _CONTROL.search(leaf)}
+
+
+def non_finite_numbers(value: Any, path: str = "") -> dict[str, str]:
+    """Fields holding NaN or an infinity: Python's JSON parser accepts them, JSON has no such
+    number, and neither a workflow's stored state nor PostgreSQL's JSON columns can keep one."""
+    return {where: "Phải là một số hữu hạn (NaN and infinity are not numbers)."
+            for where, leaf in _leaves(value, path) if isinstance(leaf, float) and not math.isfinite(leaf)}
 
 
 def validate(schema: dict, data: Any) -> dict[str, str]:
     """Field path -> message for every problem; empty when the data fits the form."""
     if not isinstance(data, dict):
         return {"data": "Dữ liệu biểu mẫu phải là một đối tượng JSON (expected an object)."}
-    controls = control_characters(data)
-    if controls:
-        return controls
+    unstorable = {**control_characters(data), **non_finite_numbers(data)}
+    if unstorable:
+        return unstorable
     validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
     fields: dict[str, str] = {}
     for error in sorted(validator.iter_errors(data), key=lambda e: (len(e.absolute_path), e.path)):

@@ -320,8 +320,28 @@ _WORKFLOW_CONVERTER = _converter("BpmnWorkflow", _SpecFreeWorkflowConverter.from
 _FAST_LOAD_OK = _FAST_DUMP_OK and _TASK_CONVERTER is not None and _WORKFLOW_CONVERTER is not None
 
 
+_JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _restore(value):
+    """SpiffWorkflow's ``registry.restore`` of a value read from JSON (dicts, lists, scalars): a
+    typed dict becomes its object, anything else is copied as it is. The same result, without a
+    method call for each scalar: most of a state's values are strings and numbers, and restoring
+    them was two thirds of loading a workflow."""
+    kind = type(value)
+    if kind is dict:
+        if "typename" in value:
+            return _serializer.registry.restore(value)
+        return {k: v if type(v) in _JSON_SCALARS else _restore(v) for k, v in value.items()}
+    if kind is list:
+        return [v if type(v) in _JSON_SCALARS else _restore(v) for v in value]
+    if kind in _JSON_SCALARS:
+        return value
+    return _serializer.registry.restore(value)
+
+
 def _workflow_from_dict(dct: dict, spec, subprocess_specs) -> BpmnWorkflow:
-    restore = _serializer.registry.restore
+    restore = _restore
     merge = DeepMerge.merge
     workflow = _WORKFLOW_CONVERTER.target_class(spec, subprocess_specs or {}, deserializing=True)
     task_class = _TASK_CONVERTER.target_class

@@ -31,8 +31,13 @@ def settle_heap() -> None:
     generation every 10,000 allocations instead of every 700 still frees the cycles a loaded
     workflow leaves (its tasks point back at it) within one use case, at a fraction of the
     passes. ``giaitrinh serve`` calls this once per process, after its app is built and before
-    it takes requests (in each worker, after the fork: nothing is shared across it).
+    it takes requests (in each worker, after the fork: nothing is shared across it). The national
+    holidays are computed first (``calendar.warm_up``): no first request pays for them, and they
+    are frozen with the rest.
     """
+    from .engine import calendar, clock
+
+    calendar.warm_up(calendar.local_date(clock.now()))  # frozen with the rest of start-up
     gc.collect()  # what start-up left behind is freed, not frozen
     gc.freeze()
     gc.set_threshold(YOUNG_COLLECTION_EVERY, *gc.get_threshold()[1:])

@@ -32,6 +32,14 @@ def _national(year: int) -> tuple[dict[date, str], frozenset[date]]:
     return names, make_up
 
 
+def warm_up(today: date) -> None:
+    """Compute the national holidays of this year and the next before a process serves: the
+    first computation imports the holidays package's registry of countries (about 100 ms), which
+    the first page or deadline after a restart would otherwise pay for, in every worker."""
+    for year in (today.year, today.year + 1):
+        _national(year)
+
+
 @dataclass
 class WorkingCalendar:
     """Working days = Monday to Friday, minus holidays and days off, plus make-up Saturdays."""

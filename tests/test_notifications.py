@@ -561,3 +561,26 @@ def test_a_batch_reads_the_same_escalation_recipients_as_one_unit_at_a_time(worl
     assert "lanhdao" in names["MX"] and "lanhdao_gm" not in names["MX"] and "lanhdao_cu" not in names["MX"]
     assert {"thanhtra_tp", "thanhtra_all"} <= set(names["MX"]) and "lanhdao_tp" not in names["MX"]
     assert "lanhdao_tp" in names["HN"] and "lanhdao_gm" in names["GM"]
+
+
+def test_a_message_queued_in_a_rolled_back_savepoint_is_not_sent_and_the_others_are(world):
+    # The scheduler's batch fires each case in a savepoint when one of them fails: the failed
+    # firing's escalation mail goes with it, its neighbours' stay queued.
+    with db.transaction() as session:
+        notifications.queue_email(session, to="truoc@example.vn", kind="escalated", subject="before", body="x")
+        with pytest.raises(RuntimeError):
+            with session.begin_nested():
+                notifications.queue_email(session, to="hong@example.vn", kind="escalated", subject="failed", body="x")
+                raise RuntimeError("the firing broke")
+        with session.begin_nested():
+            notifications.queue_email(session, to="sau@example.vn", kind="escalated", subject="after", body="x")
+        assert [m.subject for m in notifications.queued_in(session)] == ["before", "after"]
+    with pytest.raises(RuntimeError):
+        with db.transaction() as session:
+            notifications.queue_email(session, to="bo@example.vn", kind="escalated", subject="abandoned", body="x")
+            raise RuntimeError("the use case failed")
+    with db.read_only() as session:
+        rows = [(m.subject, m.recipient, m.status, m.attempts, m.version)
+                for m in session.execute(select(OutboxMessage).order_by(OutboxMessage.id)).scalars()]
+    assert rows == [
+        ("before", "truoc@example.vn", "queued", 0, 1), ("after", "sau@example.vn", "queued", 0, 1)]

@@ -85,3 +85,14 @@ def test_a_form_refuses_nan_and_infinity_on_its_field(world, people, value):
         tasks.complete(task_id(code, "receive", actor), {"decision": "accept", "note": {"score": [1, value]}}, actor)
     assert failed.value.fields == {"note.score.1": "Phải là một số hữu hạn (NaN and infinity are not numbers)."}
     task_id(code, "receive", actor)  # still open: nothing was written
+
+
+@pytest.mark.parametrize("value", [
+    "Nguy\ud800n",  # a lone surrogate, as a JSON body's "\ud800" gives: orjson refuses it
+    json.loads("[" * 300 + "]" * 300),  # deeper than orjson nests
+    -(2**64),  # below orjson's range
+    2**64 - 1,  # within it
+])
+def test_what_orjson_cannot_write_is_written_by_the_standard_library_and_reads_back_exactly(value):
+    state = {"data": {"field": value}, "tasks": {}}
+    assert runtime.state_dict(runtime.state_text(state)) == state

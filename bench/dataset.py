@@ -45,7 +45,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import click  # noqa: E402
-from sqlalchemy import create_engine, event, func, insert, select, text  # noqa: E402
+from sqlalchemy import create_engine, func, insert, select, text  # noqa: E402
+from sqlalchemy import event as sa_event  # noqa: E402 - `event` names the audit rows below
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from giaitrinh import demo, migrate  # noqa: E402
@@ -381,7 +382,7 @@ def _bulk_load_pragmas(engine) -> None:
         cursor.execute(f"PRAGMA cache_size=-{BULK_CACHE_KIB}")
         cursor.close()
 
-    event.listen(engine, "connect", pragmas)
+    sa_event.listen(engine, "connect", pragmas)
     engine.dispose()  # connections made before the listener get the pragmas too
 
 

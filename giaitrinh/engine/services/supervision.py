@@ -9,7 +9,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from uuid import uuid4
 
-from sqlalchemy import and_, bindparam, case, exists, func, not_, or_, select
+from sqlalchemy import and_, bindparam, case, exists, func, not_, or_, select, union_all
 from sqlalchemy.orm import aliased
 
 from .. import attention, audit, calendar as cal, clock, db, forms, jobs, notifications, runtime
@@ -371,9 +371,11 @@ _settled_lock = threading.Lock()
 # SQLite's planner cannot tell that they are few, and reads all the unit's (or the city's) closed
 # cases through ix_requests_open_unit instead of this short range of ix_requests_closed (16 ms for a
 # unit, 1.6 s grouped). A case closed without a closing instant (by hand) is never settled: it is
-# counted each time.
-_CLOSED_SINCE = select(Request.unit_code).where(
-    Request.closed.is_(True), or_(Request.closed_at.is_(None), Request.closed_at >= bindparam("instant")))
+# counted each time. Two ranges of that index, not one OR: PostgreSQL reads an OR of them as a
+# filter over every closed case (200,000 index entries, 10 ms, for a fifth of a city).
+_CLOSED_SINCE = union_all(
+    select(Request.unit_code).where(Request.closed.is_(True), Request.closed_at.is_(None)),
+    select(Request.unit_code).where(Request.closed.is_(True), Request.closed_at >= bindparam("instant")))
 
 
 def _count_cases(session, *conditions) -> int:

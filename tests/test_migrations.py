@@ -154,3 +154,31 @@ def test_the_upgrade_leaves_sqlite_planner_statistics(tmp_path):
         assert db.refresh_statistics(engine) == "optimize"  # then only what grew or shrank tenfold
     finally:
         engine.dispose()
+
+
+def _statistics(url: str) -> set[str]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return set(conn.execute(text("SELECT stxname FROM pg_statistic_ext")).scalars())
+    finally:
+        engine.dispose()
+
+
+def test_postgresql_knows_overdue_cases_are_open_by_migration_and_by_create_all():
+    from giaitrinh.engine.models import REQUESTS_STATISTICS
+
+    with pg.fresh_database("giaitrinh_migrate") as url:
+        migrate.upgrade(url, "0010")
+        assert REQUESTS_STATISTICS not in _statistics(url)
+        migrate.upgrade(url)
+        assert REQUESTS_STATISTICS in _statistics(url)
+        command.downgrade(migrate.alembic_config(url), "0010")
+        assert REQUESTS_STATISTICS not in _statistics(url)
+    with pg.fresh_database("giaitrinh_migrate") as url:
+        engine = create_engine(url)
+        try:
+            Base.metadata.create_all(engine)
+        finally:
+            engine.dispose()
+        assert REQUESTS_STATISTICS in _statistics(url)

@@ -615,7 +615,19 @@ Index("ix_escalations_open", Escalation.resolved_at, Escalation.request_id)
 Index("ix_escalations_unit_list", Escalation.unit_code, Escalation.resolved_at.is_not(None),
       Escalation.raised_at.desc(), Escalation.id.desc())
 
+# PostgreSQL's planner takes columns to be independent unless told otherwise. Overdue and closed
+# are not: every overdue case is open, so it guessed a tenth of a city's 25,000 overdue open cases,
+# judged that reading ix_requests_list in order would pass 100,000 entries before the first page
+# of them, and sorted all 25,000 instead (34 ms; 1 ms in order). Statistics over the two columns
+# together (their most common combinations) put the guess right. Migration 0011 builds it on
+# existing databases; SQLite has no such statistics and its planner takes the index in order.
+REQUESTS_STATISTICS = "requests_overdue_closed"
+POSTGRESQL_STATISTICS_DDL = (
+    f"CREATE STATISTICS IF NOT EXISTS {REQUESTS_STATISTICS} (mcv, dependencies) ON overdue, closed FROM requests",
+)
 for _statement in SQLITE_SEARCH_DDL:
     event.listen(Request.__table__, "after_create", DDL(_statement).execute_if(dialect="sqlite"))
+for _statement in POSTGRESQL_STATISTICS_DDL:
+    event.listen(Request.__table__, "after_create", DDL(_statement).execute_if(dialect="postgresql"))
 for _statement in POSTGRESQL_SEARCH_DDL:
     event.listen(Request.__table__, "after_create", DDL(_statement).execute_if(dialect="postgresql"))

@@ -43,18 +43,27 @@ def published(world, people):
     return codes
 
 
-@pytest.mark.parametrize("sort_matches,dense_matches", [(2000, 10_000), (0, 10_000), (0, 0)])
-def test_every_query_finds_what_a_scan_finds(published, monkeypatch, sort_matches, dense_matches):
+@pytest.mark.parametrize("sort_matches,dense_matches,walk_chunk,unit_read", [
+    (2000, 10_000, 1000, 20_000), (0, 10_000, 1000, 20_000), (0, 0, 1000, 20_000), (0, 10_000, 1, 0),
+    (2000, 10_000, 2, 20_000), (2000, 10_000, 1000, 0)])
+def test_every_query_finds_what_a_scan_finds(published, monkeypatch, sort_matches, dense_matches, walk_chunk,
+                                             unit_read):
     # Every way of reading a page: the matches sorted, the newest answers kept if among the matches
-    # (many matches), and the newest answers each tested (a word in very many answers).
+    # (many matches), and the newest answers each tested (a word in very many answers); on
+    # PostgreSQL the newest answers walked a chunk at a time (chunks of one or two cross answers
+    # published at the same instant), and a unit's matches counted from its answers or its index.
     monkeypatch.setattr(requests, "_SORT_MATCHES", sort_matches)
     monkeypatch.setattr(requests, "_DENSE_MATCHES", dense_matches)
+    monkeypatch.setattr(requests, "_WALK_CHUNK", walk_chunk)
+    monkeypatch.setattr(requests, "_UNIT_READ", unit_read)
     for q in QUERIES:
         for unit in (None, "MX", "GM"):
             page = requests.search_published(q, unit=unit, per_page=2)
             assert page["total"] == (len(scanned(q)) if unit != "GM" else 0), (q, unit)
             assert page["total_exact"] is True
             assert [i["code"] for i in page["items"]] == sorted(scanned(q) if unit != "GM" else [], reverse=True)[:2]
+            second = requests.search_published(q, unit=unit, per_page=1, page=2)
+            assert [i["code"] for i in second["items"]] == sorted(scanned(q) if unit != "GM" else [], reverse=True)[1:2]
         found = requests.search_published(q, per_page=500)
         assert sorted(i["code"] for i in found["items"]) == scanned(q), q
         assert found["total"] == len(scanned(q)), q

@@ -113,7 +113,7 @@ def test_a_database_one_connection_serves_reads_in_turn(fixed_clock):
         db.get_engine().dispose()
 
 
-def test_a_city_board_counts_its_stuck_cases_beside_its_open_ones(world, people, fixed_clock, monkeypatch):
+def test_a_city_board_reads_beside_its_pass_over_the_open_cases(world, people, fixed_clock, monkeypatch):
     from giaitrinh.engine import clock, timers
     from giaitrinh.engine.services import supervision
 

@@ -12,7 +12,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, text
 
 from giaitrinh import migrate
-from giaitrinh.engine.models import SEARCH_OBJECTS, Base
+from giaitrinh.engine.models import UNMAPPED_OBJECTS, Base
 
 from . import pg
 
@@ -39,11 +39,12 @@ def _differences(url: str) -> list:
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
-            # The search's trigram structures live outside the ORM (engine/models.py, SEARCH_OBJECTS):
-            # both the migrations and create_all build them, and tests/test_search_index.py checks them.
+            # The search's trigram structures and PostgreSQL's board index live outside the ORM
+            # (engine/models.py, UNMAPPED_OBJECTS): both the migrations and create_all build them;
+            # tests/test_search_index.py and the test below check them.
             context = MigrationContext.configure(conn, opts={
                 "compare_type": True,
-                "include_name": lambda name, type_, parents: name not in SEARCH_OBJECTS,
+                "include_name": lambda name, type_, parents: name not in UNMAPPED_OBJECTS,
             })
             return compare_metadata(context, Base.metadata)
     finally:
@@ -156,29 +157,31 @@ def test_the_upgrade_leaves_sqlite_planner_statistics(tmp_path):
         engine.dispose()
 
 
-def _statistics(url: str) -> set[str]:
+def _planner_objects(url: str) -> set[str]:
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
-            return set(conn.execute(text("SELECT stxname FROM pg_statistic_ext")).scalars())
+            return (set(conn.execute(text("SELECT stxname FROM pg_statistic_ext")).scalars())
+                    | set(conn.execute(text("SELECT indexname FROM pg_indexes WHERE tablename = 'requests'")).scalars()))
     finally:
         engine.dispose()
 
 
-def test_postgresql_knows_overdue_cases_are_open_by_migration_and_by_create_all():
-    from giaitrinh.engine.models import REQUESTS_STATISTICS
+def test_postgresql_planner_objects_come_by_migration_and_by_create_all():
+    # The statistics that say overdue cases are open (0011) and the open cases' board index (0012).
+    from giaitrinh.engine.models import OPEN_BOARD_INDEX, REQUESTS_STATISTICS
 
     with pg.fresh_database("giaitrinh_migrate") as url:
         migrate.upgrade(url, "0010")
-        assert REQUESTS_STATISTICS not in _statistics(url)
+        assert not {REQUESTS_STATISTICS, OPEN_BOARD_INDEX} & _planner_objects(url)
         migrate.upgrade(url)
-        assert REQUESTS_STATISTICS in _statistics(url)
+        assert {REQUESTS_STATISTICS, OPEN_BOARD_INDEX} <= _planner_objects(url)
         command.downgrade(migrate.alembic_config(url), "0010")
-        assert REQUESTS_STATISTICS not in _statistics(url)
+        assert not {REQUESTS_STATISTICS, OPEN_BOARD_INDEX} & _planner_objects(url)
     with pg.fresh_database("giaitrinh_migrate") as url:
         engine = create_engine(url)
         try:
             Base.metadata.create_all(engine)
         finally:
             engine.dispose()
-        assert REQUESTS_STATISTICS in _statistics(url)
+        assert {REQUESTS_STATISTICS, OPEN_BOARD_INDEX} <= _planner_objects(url)

@@ -1121,21 +1121,27 @@ def dashboard(actor: Actor, unit: str | None = None) -> dict:
         received_day, acknowledged_day = _local_day(Request.received_at), _local_day(Request.acknowledged_at)
         explained_day = _local_day(Request.explained_at)
 
-        def open_rows(reader) -> list:
+        def open_rows(reader, with_stuck: bool = False) -> list:
             # One pass over ix_requests_open_unit: the escalated flag is on the row (engine/attention.py).
             # Filtered counts, not sums of CASE: a fifth less work per row (SQLite 3.30+, PostgreSQL).
-            return reader.execute(
-                select(Request.unit_code, func.count(),
-                       func.count().filter(Request.overdue.is_(True)),
-                       func.count().filter(and_(Request.overdue.is_(False), Request.deadline_at >= now,
-                                                Request.deadline_at <= soon)),
-                       func.count().filter(Request.escalated.is_(True)))
-                .where(Request.closed.is_(False), *scope).group_by(Request.unit_code)).all()
+            # ``with_stuck`` (PostgreSQL): the stuck ones too, in the same pass over ix_requests_open_board
+            # (its condition, closed = false, written as an equality so the planner may use it).
+            counts = [func.count(), func.count().filter(Request.overdue.is_(True)),
+                      func.count().filter(and_(Request.overdue.is_(False), Request.deadline_at >= now,
+                                               Request.deadline_at <= soon)),
+                      func.count().filter(Request.escalated.is_(True))]
+            if with_stuck:
+                counts.append(func.count().filter(_stuck_condition(now, cutoff)))
+            open_case = Request.closed == False if with_stuck else Request.closed.is_(False)  # noqa: E712
+            return reader.execute(select(Request.unit_code, *counts)
+                                  .where(open_case, *scope).group_by(Request.unit_code)).all()
 
-        def stuck_and_month_rows(reader) -> tuple:
+        def stuck_rows(reader) -> list:
             # The stuck cases per unit, as the instance list counts them, from ix_requests_attention alone.
-            stuck = reader.execute(select(Request.unit_code, func.count())
-                                   .where(_stuck_condition(now, cutoff), *scope).group_by(Request.unit_code)).all()
+            return reader.execute(select(Request.unit_code, func.count())
+                                  .where(_stuck_condition(now, cutoff), *scope).group_by(Request.unit_code)).all()
+
+        def month_rows(reader) -> tuple:
             explained = reader.execute(
                 select(Request.unit_code, func.count(), func.sum(case((late, 0), else_=1)))
                 .where(Request.explained_at >= start, Request.explained_at < end, *scope)
@@ -1155,21 +1161,32 @@ def dashboard(actor: Actor, unit: str | None = None) -> dict:
                 select(Request.unit_code, func.sum(Request.rating_score), func.count())
                 .where(Request.rated_at >= start, Request.rated_at < end, Request.rating_score.is_not(None), *scope)
                 .group_by(Request.unit_code)).all()
-            return stuck, explained, acknowledged, explained_days, rated
+            return explained, acknowledged, explained_days, rated
 
-        if unit is None and (ALL_UNITS in units or len(units) > 1):
-            # Many units' open cases, read twice: the stuck pass and the month's figures run beside the
-            # first pass, in a session of their own (a city's board: 48 -> 36 ms on SQLite). A unit's
-            # passes are short, and a second thread would cost what it saves.
-            def beside() -> tuple:
+        def on_its_own(read):
+            def run():
                 with db.read_only() as reader:
-                    return stuck_and_month_rows(reader)
+                    return read(reader)
+            return run
 
-            opened, (stuck, explained, acknowledged, explained_days, rated) = db.concurrently(
-                lambda: open_rows(session), beside)
+        # Many units' open cases (a city's): what does not need the first pass runs beside it, in a
+        # session of its own (db.concurrently; SQLite's city board 48 -> 33 ms). A unit's passes are
+        # short, and a second thread would cost what it saves.
+        many = unit is None and (ALL_UNITS in units or len(units) > 1)
+        if not db.is_sqlite():
+            # PostgreSQL: one pass for the open and the stuck counts (ix_requests_open_board), the month beside it.
+            if many:
+                opened, monthly = db.concurrently(lambda: open_rows(session, with_stuck=True), on_its_own(month_rows))
+            else:
+                opened, monthly = open_rows(session, with_stuck=True), month_rows(session)
+            stuck = [(row[0], row[5]) for row in opened]
+            opened = [row[:5] for row in opened]
+        elif many:
+            opened, (stuck, monthly) = db.concurrently(
+                lambda: open_rows(session), on_its_own(lambda reader: (stuck_rows(reader), month_rows(reader))))
         else:
-            opened = open_rows(session)
-            stuck, explained, acknowledged, explained_days, rated = stuck_and_month_rows(session)
+            opened, stuck, monthly = open_rows(session), stuck_rows(session), month_rows(session)
+        explained, acknowledged, explained_days, rated = monthly
 
         for code, open_n, overdue_n, soon_n, escalated_n in opened:
             figures(code).update(open=open_n, overdue=overdue_n, due_soon=soon_n, escalated=escalated_n)

@@ -134,7 +134,8 @@ def list_tasks(actor: Actor, scope: str = "unit", request_code: str | None = Non
     now = clock.now()
     roles_key = tuple(sorted((role, tuple(sorted(units))) for role, units in actor.roles.items()))
     overdue = True if overdue is True else False if overdue is False else None
-    page_query, count_query = _inbox_query(scope, roles_key, bool(request_code), bool(step), overdue)
+    page_query, count_query = _inbox_query(db.get_engine().dialect.name, scope, roles_key, bool(request_code),
+                                           bool(step), overdue)
     params = {"username": actor.username, "request_code": request_code, "step": step, "now": now,
               "offset": (page - 1) * per_page, "limit": per_page}
     with db.read_only() as session:
@@ -153,12 +154,13 @@ _URGENCY = (Task.due_at.is_(None), Task.due_at, Task.created_at, Task.id)
 
 
 @lru_cache(maxsize=512)
-def _inbox_query(scope: str, roles_key: tuple, by_code: bool, by_step: bool, overdue: bool | None):
+def _inbox_query(dialect: str, scope: str, roles_key: tuple, by_code: bool, by_step: bool, overdue: bool | None):
     """The inbox statements for one shape of question, built once: building them cost more than
     running them. Returns (one page, page and size as bind parameters; the count of all pages).
 
     Who asks and the values asked for are bind parameters (username, request_code, step, now);
-    the actor's roles and units shape the statement and are part of the key.
+    the actor's roles and units shape the statement and are part of the key, and so is the
+    database's dialect (``_visible_condition`` writes one test differently for PostgreSQL).
     """
     actor = Actor(username="", roles={role: frozenset(units) for role, units in roles_key})
     conditions = []

@@ -3,7 +3,7 @@
 Every overdue case is open, and PostgreSQL's planner, taking the two columns as independent,
 guessed a tenth of a city's overdue open cases: the supervisors' overdue list then sorted all of
 them (34 ms at 25,000) instead of reading ``ix_requests_list`` in order (1 ms). The statistics
-object (engine/models.py, ``POSTGRESQL_STATISTICS_DDL``) is filled by the next ANALYZE, run here
+object (engine/models.py, ``POSTGRESQL_PLANNER_DDL``) is filled by the next ANALYZE, run here
 on the table. SQLite has nothing of the kind: nothing is done there.
 
 Revision ID: 0011

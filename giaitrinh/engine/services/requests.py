@@ -320,8 +320,10 @@ def _escape_like(word: str) -> str:
     return word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-# On PostgreSQL, a page of a word in more answers than this is found by walking the newest answers
-# in chunks of _WALK_CHUNK (below).
+# Newest answers first: the order of every page of the search.
+_NEWEST_FIRST = (Request.published_at.desc(), Request.id.desc())
+# On PostgreSQL, a page of a word in more than _SORT_MATCHES answers is found by walking the newest
+# answers this many at a time (below).
 _WALK_CHUNK = 1000
 
 
@@ -334,7 +336,6 @@ def _walk_newest(session, unit: str | None, contains: list, offset: int, limit: 
     answers are read here in published order, a chunk at a time with each one's match tested in
     the same pass, until the page is full: at one answer in 25 matching, two chunks for page 1.
     """
-    order = (Request.published_at.desc(), Request.id.desc())
     base = select(Request.id, Request.published_at, and_(*contains).label("hit")).where(
         Request.published_at.is_not(None))
     if unit:
@@ -346,7 +347,7 @@ def _walk_newest(session, unit: str | None, contains: list, offset: int, limit: 
         if last is not None:
             chunk = chunk.where(Request.published_at <= last[0],
                                 not_(and_(Request.published_at == last[0], Request.id >= last[1])))
-        rows = session.execute(chunk.order_by(*order).limit(_WALK_CHUNK)).all()
+        rows = session.execute(chunk.order_by(*_NEWEST_FIRST).limit(_WALK_CHUNK)).all()
         kept += [row.id for row in rows if row.hit]
         if len(rows) < _WALK_CHUNK:
             break
@@ -391,7 +392,6 @@ def search_published(q: str | None = None, unit: str | None = None, page: int = 
         if unit:
             query = query.where(Request.unit_code == unit)
         words = redaction.fold(q).split()[:10]
-        order = (Request.published_at.desc(), Request.id.desc())
         contains = [Request.search_text.like(f"%{_escape_like(w)}%", escape="\\") for w in words]
         known = None  # the count, when the trigram table gave it already
         if words and db.is_sqlite():
@@ -435,7 +435,7 @@ def search_published(q: str | None = None, unit: str | None = None, page: int = 
             rows = [found_rows[i] for i in ids]
         else:
             rows = session.execute(
-                query.order_by(*order).offset((page - 1) * per_page).limit(per_page)
+                query.order_by(*_NEWEST_FIRST).offset((page - 1) * per_page).limit(per_page)
             ).scalars().all()
         items = [{
             "code": r.code,

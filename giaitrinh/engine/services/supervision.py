@@ -249,7 +249,7 @@ def _filtered(actor: Actor, units: frozenset[str], criteria: dict, now: datetime
         query = query.where(Request.assignee == criteria["assignee"])
     if criteria.get("overdue") is not None:
         # Equalities, not IS: PostgreSQL applies its statistics of the two columns together only
-        # to those (migration 0015), and without them it takes the overdue index and sorts every
+        # to those (migration 0011), and without them it takes the overdue index and sorts every
         # overdue case instead of reading ix_requests_list in order (34 -> 1 ms at a city's 25,000).
         query = query.where(Request.overdue == bool(criteria["overdue"]), Request.closed == False)  # noqa: E712
     if criteria.get("closed") is not None:
@@ -1163,29 +1163,28 @@ def dashboard(actor: Actor, unit: str | None = None) -> dict:
                 .group_by(Request.unit_code)).all()
             return explained, acknowledged, explained_days, rated
 
-        def on_its_own(read):
-            def run():
-                with db.read_only() as reader:
-                    return read(reader)
-            return run
+        # PostgreSQL counts the stuck cases in the open-case pass (ix_requests_open_board, migration
+        # 0012); SQLite has no INCLUDE and makes a second pass over ix_requests_attention.
+        one_pass = not db.is_sqlite()
 
-        # Many units' open cases (a city's): what does not need the first pass runs beside it, in a
-        # session of its own (db.concurrently; SQLite's city board 48 -> 33 ms). A unit's passes are
-        # short, and a second thread would cost what it saves.
-        many = unit is None and (ALL_UNITS in units or len(units) > 1)
-        if not db.is_sqlite():
-            # PostgreSQL: one pass for the open and the stuck counts (ix_requests_open_board), the month beside it.
-            if many:
-                opened, monthly = db.concurrently(lambda: open_rows(session, with_stuck=True), on_its_own(month_rows))
-            else:
-                opened, monthly = open_rows(session, with_stuck=True), month_rows(session)
+        def rest(reader) -> tuple:
+            # What does not need the open-case pass: the stuck cases (SQLite) and the month's figures.
+            return (None if one_pass else stuck_rows(reader)), month_rows(reader)
+
+        def rest_in_its_own_session() -> tuple:
+            with db.read_only() as reader:
+                return rest(reader)
+
+        # Many units' open cases (a city's): the rest runs beside the open-case pass, on a second
+        # connection (db.concurrently; SQLite's city board 48 -> 33 ms). A unit's passes are short,
+        # and a second thread would cost what it saves.
+        if unit is None and (ALL_UNITS in units or len(units) > 1):
+            opened, (stuck, monthly) = db.concurrently(lambda: open_rows(session, one_pass), rest_in_its_own_session)
+        else:
+            opened, (stuck, monthly) = open_rows(session, one_pass), rest(session)
+        if one_pass:
             stuck = [(row[0], row[5]) for row in opened]
             opened = [row[:5] for row in opened]
-        elif many:
-            opened, (stuck, monthly) = db.concurrently(
-                lambda: open_rows(session), on_its_own(lambda reader: (stuck_rows(reader), month_rows(reader))))
-        else:
-            opened, stuck, monthly = open_rows(session), stuck_rows(session), month_rows(session)
         explained, acknowledged, explained_days, rated = monthly
 
         for code, open_n, overdue_n, soon_n, escalated_n in opened:

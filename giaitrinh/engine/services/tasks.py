@@ -32,7 +32,7 @@ REFUSAL_GROUNDS = {
 # -- who may see and act --------------------------------------------------------------
 
 
-def _visible_condition(actor: Actor, username=None, status=None):
+def _visible_condition(actor: Actor, dialect: str, username=None, status=None):
     """Tasks the actor may act on: a candidate role in the task's unit, or assigned to them, or
     a person a supervisor added to the task.
 
@@ -46,7 +46,7 @@ def _visible_condition(actor: Actor, username=None, status=None):
     # (not a bare column) so the planner looks the few ids up instead of reading every open task
     # through the status index (bench/inbox.py: 450 ms to 0.4 ms at 100,000 open tasks).
     added_ids = select(TaskCandidate.task_id).where(TaskCandidate.username == who)
-    if db.is_sqlite():
+    if dialect == "sqlite":
         added = Task.id.in_(added_ids)
         if status is not None:
             added = and_(added, func.coalesce(Task.status, "") == status)
@@ -165,7 +165,7 @@ def _inbox_query(dialect: str, scope: str, roles_key: tuple, by_code: bool, by_s
     actor = Actor(username="", roles={role: frozenset(units) for role, units in roles_key})
     conditions = []
     if scope == "unit":
-        conditions.append(_visible_condition(actor, bindparam("username"), projection.OPEN_TASK))
+        conditions.append(_visible_condition(actor, dialect, bindparam("username"), projection.OPEN_TASK))
     else:
         conditions.append(Task.status == projection.OPEN_TASK)
     if scope == "mine":

@@ -227,7 +227,8 @@ _DEPLOYED_ID = (select(Definition.id).where(Definition.key == bindparam("key"), 
 
 def deployed_version(session: Session, key: str = DEFAULT_PROCESS) -> DefinitionVersion:
     """What new requests start on: the latest deployed version (its status read now, its content cached)."""
-    definition_id = session.execute(_DEPLOYED_ID, {"key": key}).scalar_one_or_none()
+    # On the connection: a column read, without the ORM's handling of a statement (or an autoflush).
+    definition_id = session.connection().execute(_DEPLOYED_ID, {"key": key}).scalar_one_or_none()
     if definition_id is None:
         raise NotFound(f"quy trình {key} chưa được triển khai (process not deployed)")
     return definition(session, definition_id)
@@ -301,10 +302,10 @@ def _dialogue_minutes(session: Session, request_id: int) -> list[tuple[datetime,
     stored, with those this session holds counted as they are in memory (a dialogue step
     completed in this very transaction included).
     """
-    with session.no_autoflush:
-        # Three columns, not Task entities: the rows are only read, and entities cost a flush check each.
-        rows = {task_id: (completed_at, data)
-                for task_id, completed_at, data in session.execute(_DIALOGUE_MINUTES, {"request_id": request_id})}
+    # Three columns, not Task entities: the rows are only read, and entities cost a flush check each;
+    # on the connection, which neither flushes nor puts the ORM's handling around the statement.
+    rows = {task_id: (completed_at, data) for task_id, completed_at, data
+            in session.connection().execute(_DIALOGUE_MINUTES, {"request_id": request_id})}
     for obj in (*session.new, *session.dirty):
         if isinstance(obj, Task) and obj.request_id == request_id:
             if obj.step == "dialogue" and obj.status == "completed" and obj.completed_at is not None:
@@ -334,8 +335,7 @@ def suspended_days(session: Session, request_id: int, until: datetime) -> int:
     """Calendar days a case stood suspended (art. 14), as ``supervision.resume`` moves deadlines by."""
     # Audit events are not ORM objects: no autoflush needed, only those a batch holds (audit.defer_inserts).
     audit.write_deferred(session)
-    with session.no_autoflush:
-        events = session.execute(_SUSPENSIONS, {"request_id": request_id}).all()
+    events = session.connection().execute(_SUSPENSIONS, {"request_id": request_id}).all()
     total, since = 0, None
     for action, at in events:
         if action == "suspended" and since is None:
@@ -384,8 +384,7 @@ _ACTIVE_RULES = (select(RedactionRule.pattern, RedactionRule.is_regex)
 
 def redaction_rules(session: Session) -> list[redaction.Rule]:
     # No use case changes rules and publishes in one transaction: no autoflush for them.
-    with session.no_autoflush:
-        return [redaction.Rule(pattern, is_regex) for pattern, is_regex in session.execute(_ACTIVE_RULES)]
+    return [redaction.Rule(pattern, is_regex) for pattern, is_regex in session.connection().execute(_ACTIVE_RULES)]
 
 
 def publication(session: Session, request: Request) -> dict:

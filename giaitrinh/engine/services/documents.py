@@ -23,14 +23,12 @@ from time import monotonic as _monotonic
 from typing import Any
 
 from sqlalchemy import bindparam, delete, event, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, undefer
 
 from .. import audit, calendar as cal, clock, db, documents as docs, mail, notifications
 from ..accounts import Actor
 from ..errors import Forbidden, NotFound, ValidationFailed
-from ..models import Counter, Document, DocumentFile, DocumentTemplate, Membership, Request, User
+from ..models import Document, DocumentFile, DocumentTemplate, Membership, Request, User
 from . import _common
 from ._common import iso
 
@@ -55,26 +53,6 @@ ACTION_KINDS = {
 
 
 # -- issuing ------------------------------------------------------------------------------------
-
-_BUMP = (update(Counter).where(Counter.name == bindparam("counter")).values(value=Counter.value + 1)
-         .returning(Counter.value).execution_options(synchronize_session=False))
-
-
-def _next_number(session: Session, name: str) -> int:
-    """The unit's register for a type of document and a year: 1, 2, 3 ...
-
-    One ``UPDATE ... RETURNING`` takes the number and holds the row's lock until commit, so two
-    use cases issuing at once get consecutive numbers; the year's first document creates the row.
-    """
-    # On the connection (no counter is an ORM object a use case changes): the ORM's bulk-update
-    # handling cost four times the statement.
-    connection = session.connection()
-    number = connection.execute(_BUMP, {"counter": name}).scalar_one_or_none()
-    if number is None:
-        insert = sqlite_insert if db.is_sqlite() else pg_insert
-        connection.execute(insert(Counter).values(name=name, value=0).on_conflict_do_nothing(index_elements=["name"]))
-        number = connection.execute(_BUMP, {"counter": name}).scalar_one()
-    return number
 
 
 _SIGNER_SECONDS = 60.0
@@ -164,7 +142,7 @@ def issue(session: Session, request: Request, kind: str, values: dict[str, Any],
         sections, template_version = template_in_force(session, kind)
         filled = {**_base_values(session, request, now),
                   **{k: _clause(k, v) for k, v in values.items()}}
-        number = _next_number(session, f"doc:{request.unit_code}:{year}:{type_code}")
+        number = _common.next_in_register(session, f"doc:{request.unit_code}:{year}:{type_code}")
         if signer_name is None:
             signer_name = _head_of_unit(session, request.unit_code)
     symbol = docs.symbol(number, kind, abbreviation)

@@ -5,16 +5,14 @@ import hmac
 import secrets
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, not_, select
+from sqlalchemy import and_, func, not_, select
 from sqlalchemy import text as sql_text
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from .. import audit, calendar as cal, clock, db, forms, notifications, projection, redaction, runtime
 from .. import units as unit_tree
 from ..accounts import Actor, hash_secret
 from ..errors import Conflict, Forbidden, NotFound, ValidationFailed
-from ..models import SEARCH_TABLE, AuditEvent, Counter, Request, Unit, WorkflowState
+from ..models import SEARCH_TABLE, AuditEvent, Request, Unit, WorkflowState
 from . import _common, documents
 from . import attachments as attachments_service
 from ._common import iso
@@ -74,21 +72,8 @@ def receiving_units() -> list[tuple[str, str]]:
         return [(u.code, u.name) for u in session.execute(select(Unit).order_by(Unit.code)).scalars()]
 
 
-_COUNTER_FOR_UPDATE = select(Counter).where(Counter.name == bindparam("name")).with_for_update()
-
-
 def _next_code(session, year: int) -> str:
-    name = f"request:{year}"
-    # The first request of a year creates the counter; two may try at once. The common case
-    # (the row exists) is one locking read; only a missing row is inserted "if absent".
-    counter = session.execute(_COUNTER_FOR_UPDATE, {"name": name}).scalar_one_or_none()
-    if counter is None:
-        insert = sqlite_insert if db.is_sqlite() else pg_insert
-        session.execute(insert(Counter).values(name=name, value=0).on_conflict_do_nothing(index_elements=["name"]))
-        counter = session.execute(_COUNTER_FOR_UPDATE.execution_options(populate_existing=True),
-                                  {"name": name}).scalar_one()
-    counter.value += 1
-    return f"GT-{year}-{counter.value:06d}"
+    return f"GT-{year}-{_common.next_in_register(session, f'request:{year}'):06d}"
 
 
 def submit(payload: Any, actor: Actor | None = None, attachments: list | None = None) -> dict:

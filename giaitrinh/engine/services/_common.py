@@ -234,7 +234,8 @@ def next_in_register(session: Session, name: str) -> int:
     connection = session.connection()
     number = connection.execute(_BUMP, {"counter": name}).scalar_one_or_none()
     if number is None:
-        insert = sqlite_insert if db.is_sqlite() else pg_insert
+        # The session's own database decides the dialect, not whichever one the process opened.
+        insert = sqlite_insert if connection.dialect.name == "sqlite" else pg_insert
         connection.execute(insert(Counter).values(name=name, value=0).on_conflict_do_nothing(index_elements=["name"]))
         number = connection.execute(_BUMP, {"counter": name}).scalar_one()
     return number

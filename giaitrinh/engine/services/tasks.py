@@ -198,6 +198,14 @@ def _inbox_query(dialect: str, scope: str, roles_key: tuple, by_code: bool, by_s
 # -- one task ---------------------------------------------------------------------------
 
 
+# Built once, the unit and its ancestors an expanding parameter: building it cost more than running it.
+_UNIT_OFFICIALS = (
+    select(User.id, User.username, User.full_name).join(Membership, Membership.user_id == User.id)
+    .where(Membership.role == "official", User.is_active.is_(True),
+           or_(Membership.unit_code.in_(bindparam("units", expanding=True)), Membership.unit_code.is_(None)))
+    .order_by(User.full_name))
+
+
 def _officials_of(session, unit_code: str) -> list[tuple[str, str]]:
     """Officials who may be assigned a case of this unit (their unit or a unit above it)."""
     # The tree as read at most a minute ago: every assignment reads it (units are not re-parented
@@ -205,12 +213,7 @@ def _officials_of(session, unit_code: str) -> list[tuple[str, str]]:
     ancestors = unit_tree.ancestors_cached(session, unit_code)
     # Two columns, not User entities: those would also load every user's memberships. On the
     # connection, as no use case adds officials and assigns a case in one transaction.
-    rows = session.connection().execute(
-        select(User.id, User.username, User.full_name).join(Membership, Membership.user_id == User.id)
-        .where(Membership.role == "official", User.is_active.is_(True),
-               or_(Membership.unit_code.in_(ancestors), Membership.unit_code.is_(None)))
-        .order_by(User.full_name)
-    ).all()
+    rows = session.connection().execute(_UNIT_OFFICIALS, {"units": list(ancestors)}).all()
     seen: set[int] = set()
     officials = []
     for user_id, username, full_name in rows:  # one row per matching membership

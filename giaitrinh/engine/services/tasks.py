@@ -6,6 +6,7 @@ from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import and_, any_, bindparam, false, func, or_, select
+from sqlalchemy.orm import lazyload
 
 from .. import audit, calendar as cal, clock, db, forms, notifications, projection, runtime
 from .. import units as unit_tree
@@ -294,6 +295,15 @@ _CASE_OF_TASK = (
     .where(Task.request_id == select(Task.request_id).where(Task.id == bindparam("task_id")).scalar_subquery(),
            or_(Task.status == projection.OPEN_TASK, Task.id == bindparam("task_id"))))
 _WAITING_JOBS = select(Job).where(Job.request_id == bindparam("request_id"), Job.status.in_(("waiting", "paused")))
+# PostgreSQL, under the request's lock: the case's open tasks (the task itself among them, whatever
+# its status) locked and read fresh, with the workflow state, in one round trip; and its waiting
+# jobs, locked as the projection locks them (a scheduler's claim leases jobs without the request).
+_LOCKED_CASE = (
+    select(Task, WorkflowState).join(WorkflowState, WorkflowState.request_id == Task.request_id)
+    .where(Task.request_id == bindparam("request_id"),
+           or_(Task.status == projection.OPEN_TASK, Task.id == bindparam("task_id")))
+    .options(lazyload(Task.request)).with_for_update(of=Task).execution_options(populate_existing=True))
+_LOCKED_WAITING_JOBS = _WAITING_JOBS.with_for_update().execution_options(populate_existing=True)
 
 
 def _task_with_case(session, task_id: str, actor: Actor) -> Task:
@@ -311,6 +321,18 @@ def _task_with_case(session, task_id: str, actor: Actor) -> Task:
     held = [obj for row in rows for obj in row if obj is not None]
     held.extend(session.execute(_WAITING_JOBS, {"request_id": task.request_id}).scalars())
     projection.hold_case_rows(session, [task.request_id], (Task, Job), rows=held)
+    return task
+
+
+def _locked_case(session, request: Request, task_id: str, actor: Actor) -> Task:
+    """PostgreSQL's ``_task_with_case``, once the request row is locked: the task read again (another
+    official's completion may have changed it meanwhile), and the rows of its case a completion
+    looks at held for the projection and the state load, which then read none of them again."""
+    rows = session.execute(_LOCKED_CASE, {"request_id": request.id, "task_id": task_id}).all()
+    task = _seen_by(actor, next((row for row, _state in rows if row.id == task_id), None))
+    held = [obj for row in rows for obj in row]
+    held.extend(session.execute(_LOCKED_WAITING_JOBS, {"request_id": request.id}).scalars())
+    projection.hold_case_rows(session, [request.id], (Task, Job), rows=held)
     return task
 
 
@@ -473,7 +495,7 @@ def complete(task_id: str, data: Any, actor: Actor) -> dict:
             # The instance row is the one lock two officials queue on; the task is read
             # again once it is held, so the second of them sees the first one's result (409).
             request = _common.request_for_update(session, _task_row(session, task_id, actor).request.code)
-            task = _task_row(session, task_id, actor, lock=True)
+            task = _locked_case(session, request, task_id, actor)
         _check_actionable(task, actor)
         if request.suspended_at is not None:
             raise Conflict("yêu cầu đang tạm đình chỉ giải trình (request suspended)")

@@ -33,19 +33,19 @@ REFUSAL_GROUNDS = {
 # -- who may see and act --------------------------------------------------------------
 
 
-def _visible_condition(actor: Actor, dialect: str, username=None, status=None, bound_roles: bool = False):
-    """Tasks the actor may act on: a candidate role in the task's unit, or assigned to them, or
+def _visible_condition(every_unit: tuple[bool, ...], dialect: str, status=None):
+    """Tasks an official may act on: a candidate role in the task's unit, or assigned to them, or
     a person a supervisor added to the task.
+
+    Who asks and their roles and units are bind parameters (``username``, and ``role_0``,
+    ``units_0``, ... in ``_acting_roles``'s order, from ``_role_params``); ``every_unit`` says, role
+    by role, whether it holds every unit, so one statement serves every official of that shape.
 
     With ``status``, every alternative carries it, so each can use its own index (status and
     assignee, status and unit): SQLite's OR optimisation looks at each alternative alone, and
     with the status outside the OR it would read every open task of the city.
-
-    With ``bound_roles`` the roles and their units are bind parameters (``role_0``, ``units_0``,
-    ... in ``_role_params``'s order), not values: one statement then serves every actor whose
-    roles have the same shape (``_roles_shape``).
     """
-    who = actor.username if username is None else username
+    who = bindparam("username")
     same = [Task.status == status] if status is not None else []
     # The people a supervisor added are found by task id; the status is tested as an expression
     # (not a bare column) so the planner looks the few ids up instead of reading every open task
@@ -63,13 +63,12 @@ def _visible_condition(actor: Actor, dialect: str, username=None, status=None, b
         if status is not None:
             added = and_(*same, added)
     conditions = [and_(*same, Task.assignee == who), added]
-    for i, (role, units) in enumerate(_acting_roles(actor)):
-        role_value = bindparam(f"role_{i}") if bound_roles else role
-        if ALL_UNITS in units:
-            conditions.append(and_(*same, Task.candidate_role == role_value))
+    for i, every in enumerate(every_unit):
+        role = Task.candidate_role == bindparam(f"role_{i}")
+        if every:
+            conditions.append(and_(*same, role))
         else:
-            in_units = bindparam(f"units_{i}", expanding=True) if bound_roles else sorted(units)
-            conditions.append(and_(*same, Task.unit_code.in_(in_units), Task.candidate_role == role_value))
+            conditions.append(and_(*same, Task.unit_code.in_(bindparam(f"units_{i}", expanding=True)), role))
     return or_(*conditions)
 
 
@@ -192,15 +191,10 @@ def _inbox_query(dialect: str, scope: str, roles_shape: tuple, by_code: bool, by
     form is then the statement executed, and it does not rebuild the result's column map on each
     call, which cost a sixth of an inbox look-up when each actor had a statement of their own.
     """
-    acting, supervised = roles_shape
-    # Stand-in roles of that shape; their names and units are never written into the statement.
-    # Zero-padded, so that their sorted order (_acting_roles) is their order in the shape.
-    actor = Actor(username="", roles={f"role_{i:03d}": frozenset({ALL_UNITS} if every else {"?"})
-                                      for i, every in enumerate(acting)})
+    every_unit, supervised = roles_shape
     conditions = []
     if scope == "unit":
-        conditions.append(_visible_condition(actor, dialect, bindparam("username"), projection.OPEN_TASK,
-                                             bound_roles=True))
+        conditions.append(_visible_condition(every_unit, dialect, projection.OPEN_TASK))
     else:
         conditions.append(Task.status == projection.OPEN_TASK)
     if scope == "mine":
@@ -318,9 +312,7 @@ def _task_with_case(session, task_id: str, actor: Actor) -> Task:
     task, head = next(((row, head) for row, _state, head in rows if row.id == task_id), (None, None))
     task = _seen_by(actor, task)
     audit.hold_head(session, head)
-    held = [obj for row in rows for obj in row if obj is not None]
-    held.extend(session.execute(_WAITING_JOBS, {"request_id": task.request_id}).scalars())
-    projection.hold_case_rows(session, [task.request_id], (Task, Job), rows=held)
+    _hold_case(session, task.request_id, rows, _WAITING_JOBS)
     return task
 
 
@@ -330,10 +322,15 @@ def _locked_case(session, request: Request, task_id: str, actor: Actor) -> Task:
     looks at held for the projection and the state load, which then read none of them again."""
     rows = session.execute(_LOCKED_CASE, {"request_id": request.id, "task_id": task_id}).all()
     task = _seen_by(actor, next((row for row, _state in rows if row.id == task_id), None))
-    held = [obj for row in rows for obj in row]
-    held.extend(session.execute(_LOCKED_WAITING_JOBS, {"request_id": request.id}).scalars())
-    projection.hold_case_rows(session, [request.id], (Task, Job), rows=held)
+    _hold_case(session, request.id, rows, _LOCKED_WAITING_JOBS)
     return task
+
+
+def _hold_case(session, request_id: int, rows, waiting_jobs) -> None:
+    """Hold the case's rows just read, and its waiting jobs, for the projection and the state load."""
+    held = [obj for row in rows for obj in row if obj is not None]
+    held.extend(session.execute(waiting_jobs, {"request_id": request_id}).scalars())
+    projection.hold_case_rows(session, [request_id], (Task, Job), rows=held)
 
 
 def _previous_data(session, task: Task) -> dict:

@@ -264,13 +264,23 @@ def concerned(session: Session) -> set[int]:
 
 @event.listens_for(Session, "after_flush")
 def _after_flush(session: Session, _context) -> None:
+    _refresh_concerned(session, in_flush=True)
+
+
+def written_before_flush(session: Session) -> None:
+    """Every change of a flush was written by its ``before_flush`` listeners (engine/rowwrites.py):
+    the unit of work has nothing left, so no ``after_flush`` follows; the facts are settled here."""
+    _refresh_concerned(session, in_flush=False)
+
+
+def _refresh_concerned(session: Session, in_flush: bool) -> None:
     # The rows are written; the cases the flush concerns were found before it began, while
     # every change was still pending (those whose facts went out with the request row are not here).
     ids, unnumbered = session.info.pop(_TO_REFRESH, (set(), ()))
     ids.update(obj.id if isinstance(obj, Request) else obj.request_id for obj in unnumbered)
     ids.discard(None)
     if ids:
-        _refresh(session, ids, in_flush=True)
+        _refresh(session, ids, in_flush=in_flush)
 
 
 @event.listens_for(Session, "after_flush_postexec")

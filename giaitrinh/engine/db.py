@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import QueuePool
 
 from . import attention  # noqa: F401 - every session keeps the requests' stuck facts in step
+from . import rowwrites  # noqa: F401 - after attention: the hot rows' changes written at each flush
 
 _engine: Engine | None = None
 _session_factory: sessionmaker[Session] | None = None

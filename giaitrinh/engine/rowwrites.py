@@ -1,0 +1,257 @@
+"""The rows every step of a case writes, sent straight through the driver at each flush.
+
+Each step writes the same few rows: the request, its tasks, its workflow state, its timer jobs,
+a notification, a document, the audit chain's head. Through the unit of work each of those
+statements cost about ten times what SQLite takes to run it: finding the changed attributes,
+building a statement for them, finding it in the compiled cache, Core's execution context and
+result around the cursor. This module's ``before_flush`` listener, the session's last, writes them
+itself: one statement per table and set of columns, compiled once per dialect by SQLAlchemy, its
+parameters converted by the columns' own types, run on the session's DBAPI connection inside its
+transaction. The objects are then registered as written, the way the unit of work registers its
+own writes, so it finds nothing left to do for them, and a rollback expires them as it would.
+
+- New rows get their column defaults and, for an integer key, the number the database gives.
+- Versioned rows (workflow states, jobs, emails) are updated only at the version read: a
+  concurrent writer's change is the unit of work's own ``StaleDataError`` (a 409 to the caller).
+- Left to the unit of work, as before: deletes; rows of other tables; an object with a
+  relationship set or a default only the database knows; a new row naming a table the unit of
+  work still has rows to insert into (it orders those); any change inside a savepoint.
+
+The registration calls are the unit of work's own (``Session._register_persistent``,
+``InstanceState._commit_all``); ``tests/test_rowwrites.py`` compares what both ways write.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable, NamedTuple
+
+from sqlalchemy import and_, bindparam, event, insert, update
+from sqlalchemy.orm import Mapper, Session, class_mapper
+from sqlalchemy.orm.base import NO_VALUE
+from sqlalchemy.orm.exc import StaleDataError
+from sqlalchemy.orm.state import InstanceState
+
+from . import attention, audit  # noqa: F401 - their before_flush listeners must run before this one
+from .models import AuditHead, Document, Job, Notification, OutboxMessage, Request, Task, WorkflowState
+
+# In the order their new rows are inserted: a row's case before the rows that name it.
+HOT_MODELS = (Request, WorkflowState, Task, Job, Notification, OutboxMessage, Document, AuditHead)
+
+# Off, every row goes through the unit of work: the tests compare what both write.
+enabled = True
+
+
+class _Columns(NamedTuple):
+    """What a hot model's rows are written by: its plain column attributes, key and version."""
+
+    rank: int
+    columns: dict[str, Any]  # attribute key -> its table column
+    primary_key: tuple[Any, ...]
+    generated_key: str | None  # the attribute of an integer key the database numbers
+    version_key: str | None
+    version_column: Any
+    references: frozenset[str]  # the tables its foreign keys name
+
+
+def _columns_of(rank: int, mapper: Mapper) -> _Columns:
+    columns = {prop.key: prop.columns[0] for prop in mapper.column_attrs if len(prop.columns) == 1}
+    version = mapper.version_id_col
+    version_key = next((key for key, column in columns.items() if column is version), None) if version is not None else None
+    table = mapper.local_table
+    generated = table.autoincrement_column
+    generated_key = next((key for key, column in columns.items() if column is generated), None)
+    references = frozenset(fk.column.table.name for fk in table.foreign_keys)
+    return _Columns(rank, columns, tuple(mapper.primary_key), generated_key, version_key, version, references)
+
+
+_MODELS = {model: _columns_of(rank, class_mapper(model)) for rank, model in enumerate(HOT_MODELS)}
+
+
+class _Statement(NamedTuple):
+    sql: str
+    names: tuple[str, ...]  # the parameters, in the order a positional driver takes them
+    processors: dict[str, Callable[[Any], Any]]  # parameter -> its column type's conversion
+    positional: bool
+    returns_key: bool  # an INSERT that reads back the number the database gave its row
+
+
+_statements: dict[tuple, _Statement] = {}
+_statements_lock = threading.Lock()
+
+
+def _compiled(dialect, statement, returns_key: bool = False) -> _Statement:
+    compiled = statement.compile(dialect=dialect)
+    processors = {}
+    for name, bind in compiled.binds.items():
+        processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
+        if processor is not None:
+            processors[name] = processor
+    return _Statement(compiled.string, tuple(compiled.positiontup or ()), processors, dialect.positional, returns_key)
+
+
+def _cached(key: tuple, build: Callable[[], _Statement]) -> _Statement:
+    found = _statements.get(key)
+    if found is None:
+        found = build()
+        with _statements_lock:
+            _statements[key] = found
+    return found
+
+
+def _update_statement(dialect, model, keys: tuple[str, ...]) -> _Statement:
+    def build() -> _Statement:
+        info = _MODELS[model]
+        where = [column == bindparam(f"pk_{column.key}", type_=column.type) for column in info.primary_key]
+        values = {info.columns[key]: bindparam(key, type_=info.columns[key].type) for key in keys}
+        if info.version_key is not None:
+            where.append(info.version_column == bindparam("version_was", type_=info.version_column.type))
+            values[info.version_column] = bindparam("version_now", type_=info.version_column.type)
+        return _compiled(dialect, update(model.__table__).where(and_(*where)).values(values))
+    return _cached((dialect.name, dialect.paramstyle, "update", model, keys), build)
+
+
+def _insert_statement(dialect, model, keys: tuple[str, ...]) -> _Statement:
+    def build() -> _Statement:
+        info = _MODELS[model]
+        statement = insert(model.__table__).values({info.columns[key]: bindparam(key, type_=info.columns[key].type)
+                                                    for key in keys})
+        # SQLite tells the new row's number on the cursor; other databases return it.
+        returns_key = info.generated_key is not None and info.generated_key not in keys and dialect.name != "sqlite"
+        if returns_key:
+            statement = statement.returning(info.columns[info.generated_key])
+        return _compiled(dialect, statement, returns_key)
+    return _cached((dialect.name, dialect.paramstyle, "insert", model, keys), build)
+
+
+def _execute(connection, statement: _Statement, params: dict[str, Any]):
+    for name, processor in statement.processors.items():
+        params[name] = processor(params[name])
+    if statement.positional:
+        return connection.execute(statement.sql, tuple(params[name] for name in statement.names))
+    return connection.execute(statement.sql, params)
+
+
+def _changes(state: InstanceState, info: _Columns) -> dict[str, Any] | None:
+    """The columns set since the row was read or last written and their new values; None when
+    something the unit of work must handle changed (a relationship, the version itself)."""
+    values = state.dict
+    if info.version_key is not None and info.version_key not in values:
+        return None  # the version was expired: the unit of work reads it back first
+    changes = {}
+    for key, before in state.committed_state.items():
+        if key not in info.columns or key == info.version_key or key not in values:
+            return None
+        now = values[key]
+        if before is NO_VALUE or not (type(before) is type(now) and before == now):
+            changes[key] = now
+    return changes
+
+
+def _update(session: Session, connection, dialect, state: InstanceState, info: _Columns,
+            changes: dict[str, Any]) -> None:
+    keys = tuple(sorted(changes))
+    statement = _update_statement(dialect, state.class_, keys)
+    params = dict(changes)
+    for column, value in zip(info.primary_key, state.key[1]):
+        params[f"pk_{column.key}"] = value
+    if info.version_key is not None:
+        was = state.dict[info.version_key]
+        params["version_was"], params["version_now"] = was, was + 1
+    cursor = _execute(connection, statement, params)
+    if cursor.rowcount != 1:
+        raise StaleDataError(f"UPDATE statement on table '{state.class_.__table__.name}' expected to update "
+                             f"1 row(s); {cursor.rowcount} were matched.")
+    if info.version_key is not None:
+        state.dict[info.version_key] = was + 1
+    # Written: the object holds what the row holds, and the unit of work skips it. Registered as
+    # changed in the transaction, as the unit of work's own writes are, for a rollback to expire it.
+    state._commit_all(state.dict, session.identity_map)
+    session._register_altered((state,))
+
+
+def _insert_values(state: InstanceState, info: _Columns) -> dict[str, Any] | None:
+    """A new object's row as the unit of work would insert it (column defaults applied); None when
+    it is the unit of work's to insert (a relationship set, a default only the database knows)."""
+    values = state.dict
+    for key in state.committed_state:
+        if key not in info.columns:
+            return None
+    row = {}
+    for key, column in info.columns.items():
+        value = values.get(key)
+        if value is None and key in values and column.type.should_evaluate_none:
+            row[key] = None  # a JSON null, as the unit of work writes it
+            continue
+        if value is None:
+            if key == info.version_key:
+                value = 1
+            elif column.default is not None:
+                if column.default.is_scalar:
+                    value = column.default.arg
+                elif column.default.is_callable:
+                    value = column.default.arg(None)
+                else:
+                    return None
+            elif column.server_default is not None:
+                return None
+            elif key == info.generated_key:
+                continue  # numbered by the database
+            elif not column.nullable:
+                return None  # the unit of work's error to raise (or its relationship to fill)
+            else:
+                continue  # NULL
+            values[key] = value  # the object holds its defaults, as after the unit of work's insert
+        row[key] = value
+    return row
+
+
+def _insert(session: Session, connection, dialect, state: InstanceState, info: _Columns,
+            row: dict[str, Any]) -> None:
+    keys = tuple(row)
+    statement = _insert_statement(dialect, state.class_, keys)
+    cursor = _execute(connection, statement, dict(row))
+    if info.generated_key is not None and info.generated_key not in row:
+        state.dict[info.generated_key] = cursor.fetchone()[0] if statement.returns_key else cursor.lastrowid
+    # Persistent now, as the unit of work would make it (its identity, pending_to_persistent).
+    session._register_persistent({state})
+
+
+@event.listens_for(Session, "before_flush")
+def _write_hot_rows(session: Session, _context, _instances) -> None:
+    if not enabled or session.in_nested_transaction():
+        return  # a savepoint's rollback restores only what the unit of work wrote
+    connection = dialect = None
+    new = [state for state in session._new if state.class_ in _MODELS]
+    if new:
+        # Inserted in the tables' order, each table in the order its objects were added; a row
+        # that names a table the unit of work still has rows to insert into is left to it as well.
+        waiting = {state.class_.__table__.name for state in session._new if state.class_ not in _MODELS}
+        new.sort(key=lambda state: (_MODELS[state.class_].rank, state.insert_order))
+        for state in new:
+            info = _MODELS[state.class_]
+            row = None if info.references & waiting else _insert_values(state, info)
+            if row is None:
+                waiting.add(state.class_.__table__.name)
+                continue
+            if connection is None:
+                bind = session.connection()
+                dialect, connection = bind.dialect, bind.connection.driver_connection
+            _insert(session, connection, dialect, state, info, row)
+    deleted = session._deleted
+    for state in list(session.identity_map._modified):
+        info = _MODELS.get(state.class_)
+        if info is None or state.key is None or state in deleted or not state.committed_state:
+            continue
+        changes = _changes(state, info)
+        if changes is None:
+            continue
+        if not changes:
+            state._commit_all(state.dict, session.identity_map)
+            continue
+        if connection is None:
+            bind = session.connection()
+            dialect, connection = bind.dialect, bind.connection.driver_connection
+        _update(session, connection, dialect, state, info, changes)
+    if connection is not None and not (session._new or session._deleted or session.identity_map._modified):
+        # Nothing left for the unit of work, which then skips its after_flush listeners.
+        attention.written_before_flush(session)

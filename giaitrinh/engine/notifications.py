@@ -23,7 +23,7 @@ from sqlalchemy import bindparam, event, or_, select
 from sqlalchemy.orm import Session
 
 from . import calendar as cal
-from . import clock, mail
+from . import clock, mail, rowwrites
 from . import units as unit_tree
 from .errors import NotFound, ValidationFailed
 from .models import Membership, Notification, OutboxMessage, Request, User
@@ -149,7 +149,6 @@ def queue_email(session: Session, *, to: str, kind: str, subject: str, body: str
     return message
 
 
-_INSERT_MESSAGES = OutboxMessage.__table__.insert()
 _QUEUED_COLUMNS = ("request_id", "unit_code", "kind", "recipient", "recipient_user", "subject", "body", "secret",
                    "attachments", "status", "due_at", "attempts", "created_at")
 
@@ -160,8 +159,8 @@ def _insert_queued(session: Session) -> None:
         return
     queued = session.info.pop(_QUEUED, None)
     if queued:
-        session.connection().execute(
-            _INSERT_MESSAGES, [{name: getattr(message, name) for name in _QUEUED_COLUMNS} for message, _ in queued])
+        rowwrites.insert_rows(session, OutboxMessage.__table__,
+                              [{name: getattr(message, name) for name in _QUEUED_COLUMNS} for message, _ in queued])
 
 
 @event.listens_for(Session, "after_soft_rollback")
@@ -381,9 +380,6 @@ def notify_official(session: Session, request: Request, username: str, kind: str
 # a scheduler's batch escalates) and nothing reads them back in the transaction: one plain
 # INSERT for all of them, not a unit-of-work insert each (on SQLite the ORM cannot batch
 # inserts whose ids it must read back).
-_INSERT_NOTICES = Notification.__table__.insert()
-
-
 _RECIPIENTS = "giaitrinh_escalation_recipients"
 
 
@@ -452,8 +448,8 @@ def escalated(session: Session, request: Request, step: str, level: int, due_at:
     recipients = _escalation_recipients(session, request.unit_code)
     if not recipients:
         return
-    session.connection().execute(_INSERT_NOTICES, [_notice(request, username, "escalated", title, vi, en)
-                                                   for username, _email in recipients])
+    rowwrites.insert_rows(session, Notification.__table__, [_notice(request, username, "escalated", title, vi, en)
+                                                            for username, _email in recipients])
     for username, email in recipients:
         if email:
             _official_email(session, request, username, "escalated", title, vi, en, email)

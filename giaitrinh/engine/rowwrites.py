@@ -23,6 +23,8 @@ The registration calls are the unit of work's own (``Session._register_persisten
 from __future__ import annotations
 
 import threading
+import weakref
+from operator import itemgetter
 from typing import Any, Callable, NamedTuple
 
 from sqlalchemy import and_, bindparam, event, insert, update
@@ -31,7 +33,7 @@ from sqlalchemy.orm.base import NO_VALUE
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.orm.state import InstanceState
 
-from . import attention, audit  # noqa: F401 - their before_flush listeners must run before this one
+from . import attention  # its before_flush listener must see the changes before this one writes them
 from .models import AuditHead, Document, Job, Notification, OutboxMessage, Request, Task, WorkflowState
 
 # In the order their new rows are inserted: a row's case before the rows that name it.
@@ -69,13 +71,13 @@ _MODELS = {model: _columns_of(rank, class_mapper(model)) for rank, model in enum
 
 class _Statement(NamedTuple):
     sql: str
-    names: tuple[str, ...]  # the parameters, in the order a positional driver takes them
+    ordered: Callable[[dict], tuple] | None  # the parameters in the order a positional driver takes them
     processors: dict[str, Callable[[Any], Any]]  # parameter -> its column type's conversion
-    positional: bool
     returns_key: bool  # an INSERT that reads back the number the database gave its row
 
 
-_statements: dict[tuple, _Statement] = {}
+# Per dialect (each engine has its own): the statements compiled for it.
+_statements: "weakref.WeakKeyDictionary[Any, dict[tuple, _Statement]]" = weakref.WeakKeyDictionary()
 _statements_lock = threading.Lock()
 
 
@@ -86,15 +88,20 @@ def _compiled(dialect, statement, returns_key: bool = False) -> _Statement:
         processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
         if processor is not None:
             processors[name] = processor
-    return _Statement(compiled.string, tuple(compiled.positiontup or ()), processors, dialect.positional, returns_key)
+    ordered = None
+    if dialect.positional:
+        names = tuple(compiled.positiontup)
+        ordered = itemgetter(*names) if len(names) > 1 else (lambda params: (params[names[0]],))
+    return _Statement(compiled.string, ordered, processors, returns_key)
 
 
-def _cached(key: tuple, build: Callable[[], _Statement]) -> _Statement:
-    found = _statements.get(key)
+def _cached(dialect, key: tuple, build: Callable[[], _Statement]) -> _Statement:
+    of_dialect = _statements.get(dialect)
+    found = of_dialect.get(key) if of_dialect is not None else None
     if found is None:
         found = build()
         with _statements_lock:
-            _statements[key] = found
+            _statements.setdefault(dialect, {})[key] = found
     return found
 
 
@@ -107,7 +114,7 @@ def _update_statement(dialect, model, keys: tuple[str, ...]) -> _Statement:
             where.append(info.version_column == bindparam("version_was", type_=info.version_column.type))
             values[info.version_column] = bindparam("version_now", type_=info.version_column.type)
         return _compiled(dialect, update(model.__table__).where(and_(*where)).values(values))
-    return _cached((dialect.name, dialect.paramstyle, "update", model, keys), build)
+    return _cached(dialect, ("update", model, keys), build)
 
 
 def _insert_statement(dialect, model, keys: tuple[str, ...]) -> _Statement:
@@ -120,15 +127,13 @@ def _insert_statement(dialect, model, keys: tuple[str, ...]) -> _Statement:
         if returns_key:
             statement = statement.returning(info.columns[info.generated_key])
         return _compiled(dialect, statement, returns_key)
-    return _cached((dialect.name, dialect.paramstyle, "insert", model, keys), build)
+    return _cached(dialect, ("insert", model, keys), build)
 
 
 def _execute(connection, statement: _Statement, params: dict[str, Any]):
     for name, processor in statement.processors.items():
         params[name] = processor(params[name])
-    if statement.positional:
-        return connection.execute(statement.sql, tuple(params[name] for name in statement.names))
-    return connection.execute(statement.sql, params)
+    return connection.execute(statement.sql, statement.ordered(params) if statement.ordered else params)
 
 
 def _changes(state: InstanceState, info: _Columns) -> dict[str, Any] | None:
@@ -214,6 +219,61 @@ def _insert(session: Session, connection, dialect, state: InstanceState, info: _
         state.dict[info.generated_key] = cursor.fetchone()[0] if statement.returns_key else cursor.lastrowid
     # Persistent now, as the unit of work would make it (its identity, pending_to_persistent).
     session._register_persistent({state})
+
+
+def insert_rows(session: Session, table, rows: list[dict[str, Any]]) -> int | None:
+    """Insert rows no use case changes afterwards (audit events, emails, notices), bypassing the
+    ORM and Core's statement handling as the flush's writes do: many rows in one ``executemany``.
+    Columns a row leaves out get their defaults, as with Core's INSERT. Returns the number the
+    database gave the row when there is one row and the table numbers its rows."""
+    if not rows:
+        return None
+    connection = session.connection()
+    if not enabled:
+        result = connection.execute(table.insert(), rows)
+        return result.inserted_primary_key[0] if len(rows) == 1 and table.autoincrement_column is not None else None
+    dialect, driver = connection.dialect, connection.connection.driver_connection
+    keys = tuple(dict.fromkeys(key for row in rows for key in row))
+    keys += tuple(column.key for column in table.columns if column.key not in keys and column.default is not None
+                  and (column.default.is_scalar or column.default.is_callable))
+    generated = table.autoincrement_column
+    returns_key = len(rows) == 1 and generated is not None and generated.key not in keys
+    full = [_with_defaults(table, keys, row) for row in rows]
+    statement = _cached(dialect, ("rows", table, keys, returns_key),
+                        lambda: _rows_statement(dialect, table, keys, returns_key))
+    if len(full) == 1:
+        cursor = _execute(driver, statement, full[0])
+        if returns_key:
+            return cursor.fetchone()[0] if dialect.name != "sqlite" else cursor.lastrowid
+        return None
+    for params in full:
+        for name, processor in statement.processors.items():
+            params[name] = processor(params[name])
+    driver.cursor().executemany(statement.sql, list(map(statement.ordered, full)) if statement.ordered else full)
+    return None
+
+
+def _rows_statement(dialect, table, keys: tuple[str, ...], returns_key: bool) -> _Statement:
+    statement = insert(table).values({table.c[key]: bindparam(key, type_=table.c[key].type) for key in keys})
+    if returns_key and dialect.name != "sqlite":
+        statement = statement.returning(table.autoincrement_column)
+    return _compiled(dialect, statement, returns_key)
+
+
+def _with_defaults(table, keys: tuple[str, ...], row: dict[str, Any]) -> dict[str, Any]:
+    full = dict(row)
+    for key in keys:
+        if key in full:
+            continue
+        column = table.c[key]
+        default = column.default
+        if default is not None and default.is_scalar:
+            full[key] = default.arg
+        elif default is not None and default.is_callable:
+            full[key] = default.arg(None)
+        else:
+            full[key] = None
+    return full
 
 
 @event.listens_for(Session, "before_flush")

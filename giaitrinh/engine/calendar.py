@@ -153,15 +153,17 @@ def invalidate_cache() -> None:
 
 def load_calendar(session) -> WorkingCalendar:
     """The calendar with the administrators' overrides, cached until they change."""
-    from sqlalchemy import select
-
     from . import db
-    from .models import CalendarDay
 
+    # Asked 22 times a lifecycle: the cached calendar is found before anything else is imported.
     key = db.database_key(session.get_bind())
     cached = _cache.get(key)
     if cached is not None and _monotonic() - cached[0] < _CACHE_SECONDS:
         return cached[1]
+    from sqlalchemy import select
+
+    from .models import CalendarDay
+
     days_off: dict[date, str] = {}
     working: dict[date, str] = {}
     for row in session.execute(select(CalendarDay)).scalars():

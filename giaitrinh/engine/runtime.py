@@ -13,8 +13,10 @@ three promises of the architecture:
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
+import time
 from collections import OrderedDict
 from copy import deepcopy
 from dataclasses import dataclass
@@ -67,9 +69,10 @@ _spiff_timer.datetime = _EngineDatetime
 # is unchanged: SpiffWorkflow writes ids as these same strings, and reads them back here as
 # strings (the converters' ``UUID(...)``, and a value stored with the UUID typename). SpiffWorkflow
 # is pinned (pyproject.toml): these are the only places it makes or parses a task id.
-# GIAITRINH_SPIFF_UUID_TASK_IDS=1 leaves SpiffWorkflow's own UUID objects: bench/lifecycle.py's
-# reference runs plain SpiffWorkflow so, and it is the way back should an upgrade need it.
-TASK_IDS_AS_STRINGS = os.environ.get("GIAITRINH_SPIFF_UUID_TASK_IDS", "") != "1"
+# GIAITRINH_SPIFF_UUID_TASK_IDS=1 leaves SpiffWorkflow's own UUID objects, the way back should an
+# upgrade need it; GIAITRINH_SPIFF_AS_SHIPPED=1 (below) does too: bench/lifecycle.py's reference.
+TASK_IDS_AS_STRINGS = os.environ.get("GIAITRINH_SPIFF_UUID_TASK_IDS", "") != "1" and os.environ.get(
+    "GIAITRINH_SPIFF_AS_SHIPPED", "") != "1"
 _task_id = str if TASK_IDS_AS_STRINGS else UUID
 
 
@@ -102,6 +105,29 @@ if TASK_IDS_AS_STRINGS:  # where SpiffWorkflow makes and parses task ids (TASK_I
     _spiff_task.uuid4 = lambda: str(uuid4())
     _spiff_workflow_converters.UUID = str
     _serializer.registry.convert_from_dict[_serializer.registry.typenames[UUID]] = lambda value: value["value"]
+
+# SpiffWorkflow builds the extras of a log record (a dict of eight fields, two state names) at every
+# task state change, before the logger decides whether to write it: 1.5% of a lifecycle, with the
+# logger at its default level, which writes none. The same method, that builds them only when the
+# record is written. GIAITRINH_SPIFF_AS_SHIPPED=1 leaves this, and the string task ids, as shipped.
+SPIFF_AS_SHIPPED = os.environ.get("GIAITRINH_SPIFF_AS_SHIPPED", "") == "1"
+
+
+def _set_state(self, value: int) -> None:
+    if value != self.state:
+        now = time.time()
+        elapsed = now - self.last_state_change
+        self.last_state_change = now
+        self._state = value
+        if _spiff_task.logger.isEnabledFor(logging.INFO):
+            _spiff_task.logger.info(f"State changed to {TaskState.get_name(value)}",
+                                    extra=self.collect_log_extras({"elapsed": elapsed}))
+    elif _spiff_task.logger.isEnabledFor(logging.DEBUG):
+        _spiff_task.logger.debug(f"State set to {TaskState.get_name(value)}", extra=self.collect_log_extras())
+
+
+if not SPIFF_AS_SHIPPED:
+    SpiffTask._set_state = _set_state
 
 _spec_cache: dict[str, tuple[Any, dict]] = {}
 _spec_lock = threading.Lock()

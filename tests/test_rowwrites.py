@@ -30,6 +30,16 @@ def _statements_while(action) -> list[str]:
     return seen
 
 
+def _request(session, code: str) -> Request:
+    return session.execute(select(Request).where(Request.code == code)).scalar_one()
+
+
+def _submitted(monkeypatch, direct: bool) -> str:
+    """A new case's code, the hot rows written directly or by the unit of work from now on."""
+    monkeypatch.setattr(rowwrites, "enabled", direct)
+    return submit()["code"]
+
+
 def _lifecycle(people) -> str:
     code = submit()["code"]
     do(code, "receive", people["tiepnhan"], {"decision": "accept"})
@@ -87,7 +97,7 @@ def test_a_completion_writes_the_case_rows_past_the_unit_of_work(world, people):
         assert f"UPDATE {table} SET" not in statements
         assert f"INSERT INTO {table}" not in statements
     with db.read_only() as session:
-        request = session.execute(select(Request).where(Request.code == code)).scalar_one()
+        request = _request(session, code)
         assert request.status == "accepted" and request.current_step == "assign"
         assert session.get(WorkflowState, request.id).version == 2
         steps = {t.step: t.status for t in session.execute(select(Task).where(Task.request_id == request.id)).scalars()}
@@ -97,28 +107,28 @@ def test_a_completion_writes_the_case_rows_past_the_unit_of_work(world, people):
 def test_a_row_changed_behind_the_session_is_stale(world):
     code = submit()["code"]
     with pytest.raises(StaleDataError), db.transaction() as session:
-        request = session.execute(select(Request).where(Request.code == code)).scalar_one()
+        request = _request(session, code)
         state = session.get(WorkflowState, request.id)
         session.execute(text("UPDATE workflow_states SET version = version + 1 WHERE request_id = :id"),
                         {"id": request.id})
         state.state = state.state + " "
         session.flush()
     with db.read_only() as session:
-        request = session.execute(select(Request).where(Request.code == code)).scalar_one()
+        request = _request(session, code)
         assert session.get(WorkflowState, request.id).version == 1  # the whole transaction rolled back
 
 
 def test_a_rollback_leaves_the_rows_as_they_were_and_the_objects_read_again(world):
     code = submit()["code"]
     with pytest.raises(RuntimeError), db.transaction() as session:
-        request = session.execute(select(Request).where(Request.code == code)).scalar_one()
+        request = _request(session, code)
         request.current_step = "nowhere"
         session.flush()
         assert session.execute(text("SELECT current_step FROM requests WHERE code = :c"), {"c": code}).scalar_one() \
             == "nowhere"
         raise RuntimeError("the use case failed")
     with db.transaction() as session:
-        request = session.execute(select(Request).where(Request.code == code)).scalar_one()
+        request = _request(session, code)
         assert request.current_step == "receive"
         # A savepoint rolled back: what it changed is read again, what came before it stays.
         request.current_step = "before"
@@ -133,7 +143,7 @@ def test_a_rollback_leaves_the_rows_as_they_were_and_the_objects_read_again(worl
 def test_a_new_row_gets_its_number_and_its_defaults(world):
     code = submit()["code"]
     with db.transaction() as session:
-        request = session.execute(select(Request).where(Request.code == code)).scalar_one()
+        request = _request(session, code)
         job = Job(request_id=request.id, spiff_task_id="t-1", step="extra", due_at=clock.now(), created_at=clock.now())
         session.add(job)
         session.flush()
@@ -152,7 +162,7 @@ def test_a_row_naming_an_unwritten_case_is_left_to_the_unit_of_work(world):
     """A task added with its request, the request not yet numbered: the unit of work orders them."""
     code = submit()["code"]
     with db.transaction() as session:
-        existing = session.execute(select(Request).where(Request.code == code)).scalar_one()
+        existing = _request(session, code)
         copy = Request(**{column.key: getattr(existing, column.key) for column in Request.__table__.columns
                           if column.key not in ("id", "code")}, code=f"{code}-copy")
         task = Task(id="task-of-a-new-request", request=copy, step="receive", title="Tiếp nhận",
@@ -165,10 +175,9 @@ def test_a_row_naming_an_unwritten_case_is_left_to_the_unit_of_work(world):
 @pytest.mark.parametrize("direct", [False, True])
 def test_a_json_null_set_on_a_new_row_is_written_as_the_unit_of_work_writes_it(world, monkeypatch, direct):
     """``data=None`` given is JSON's null (the column type evaluates None); not given, SQL's NULL."""
-    monkeypatch.setattr(rowwrites, "enabled", direct)
-    code = submit()["code"]
+    code = _submitted(monkeypatch, direct)
     with db.transaction() as session:
-        request = session.execute(select(Request).where(Request.code == code)).scalar_one()
+        request = _request(session, code)
         for task_id, given in (("given", {"data": None}), ("absent", {})):
             session.add(Task(id=f"{task_id}-{direct}", request_id=request.id, step="extra", title="Thêm",
                              candidate_role="clerk", unit_code="MX", created_at=clock.now(), **given))
@@ -176,3 +185,15 @@ def test_a_json_null_set_on_a_new_row_is_written_as_the_unit_of_work_writes_it(w
         stored = dict(session.execute(text("SELECT id, data IS NULL FROM tasks WHERE id LIKE :p"),
                                       {"p": f"%-{direct}"}).all())
     assert {key.split("-")[0]: bool(value) for key, value in stored.items()} == {"given": False, "absent": True}
+
+
+@pytest.mark.parametrize("direct", [False, True])
+def test_a_row_set_to_what_it_was_still_has_its_case_facts_refreshed(world, monkeypatch, direct):
+    """Nothing to write, yet the flush happens: the stuck facts' refresh runs as after any flush."""
+    code = _submitted(monkeypatch, direct)
+    with db.transaction() as session:
+        request = _request(session, code)
+        task = session.execute(select(Task).where(Task.request_id == request.id)).scalar_one()
+        task.status = task.status
+        statements = _statements_while(session.flush)
+    assert sum(s.startswith("UPDATE REQUESTS SET") for s in statements) == 1

@@ -281,6 +281,7 @@ def _write_hot_rows(session: Session, _context, _instances) -> None:
     if not enabled or session.in_nested_transaction():
         return  # a savepoint's rollback restores only what the unit of work wrote
     connection = dialect = None
+    settled = False  # an object found unchanged and marked so
     new = [state for state in session._new if state.class_ in _MODELS]
     if new:
         # Inserted in the tables' order, each table in the order its objects were added; a row
@@ -305,13 +306,14 @@ def _write_hot_rows(session: Session, _context, _instances) -> None:
         changes = _changes(state, info)
         if changes is None:
             continue
-        if not changes:
+        if not changes:  # set to what it was: nothing to write, as for the unit of work
             state._commit_all(state.dict, session.identity_map)
+            settled = True
             continue
         if connection is None:
             bind = session.connection()
             dialect, connection = bind.dialect, bind.connection.driver_connection
         _update(session, connection, dialect, state, info, changes)
-    if connection is not None and not (session._new or session._deleted or session.identity_map._modified):
+    if (connection is not None or settled) and not (session._new or session._deleted or session.identity_map._modified):
         # Nothing left for the unit of work, which then skips its after_flush listeners.
         attention.written_before_flush(session)

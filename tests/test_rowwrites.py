@@ -197,3 +197,36 @@ def test_a_row_set_to_what_it_was_still_has_its_case_facts_refreshed(world, monk
         task.status = task.status
         statements = _statements_while(session.flush)
     assert sum(s.startswith("UPDATE REQUESTS SET") for s in statements) == 1
+
+
+def test_a_task_given_a_new_id_is_left_to_the_unit_of_work_which_moves_its_identity(world):
+    code = submit()["code"]
+    with db.transaction() as session:
+        task = session.execute(select(Task).join(Request).where(Request.code == code)).scalar_one()
+        old = task.id
+        task.id = "renamed-task"
+        session.flush()
+        assert session.get(Task, "renamed-task") is task
+        task.status = "cancelled"
+        session.flush()  # at its new id, not a stale write at the old one
+    with db.read_only() as session:
+        assert session.get(Task, old) is None and session.get(Task, "renamed-task").status == "cancelled"
+
+
+@pytest.mark.parametrize("direct", [False, True])
+def test_a_driver_error_is_sqlalchemys_and_ends_the_transaction_as_a_failed_flush_does(world, monkeypatch, direct):
+    from sqlalchemy.exc import IntegrityError, InvalidRequestError
+
+    code = _submitted(monkeypatch, direct)
+    with pytest.raises(InvalidRequestError, match="rolled back due to an exception"), db.transaction() as session:
+        task = session.execute(select(Task).join(Request).where(Request.code == code)).scalar_one()
+        copy_id = f"copy-{direct}"
+        session.add(Task(id=copy_id, request_id=task.request_id, step="extra", title="Thêm",
+                         candidate_role="clerk", unit_code="MX", created_at=clock.now()))
+        session.add(Task(id=task.id, request_id=task.request_id, step="extra", title="Trùng khóa",
+                         candidate_role="clerk", unit_code="MX", created_at=clock.now()))
+        with pytest.raises(IntegrityError):  # Core's class, which db.lost_race and the API's 409 read
+            session.flush()
+        session.execute(select(Task.id)).all()
+    with db.read_only() as session:
+        assert session.get(Task, copy_id) is None  # nothing of the failed flush stayed

@@ -4,8 +4,8 @@ Each step writes the same few rows: the request, its tasks, its workflow state, 
 a notification, a document, the audit chain's head. Through the unit of work each of those
 statements cost about ten times what SQLite takes to run it: finding the changed attributes,
 building a statement for them, finding it in the compiled cache, Core's execution context and
-result around the cursor. This module's ``before_flush`` listener, the session's last, writes them
-itself: one statement per table and set of columns, compiled once per dialect by SQLAlchemy, its
+result around the cursor. This module's ``before_flush`` listener, registered after attention's
+(which must see the changes first), writes them itself: one statement per table and set of columns, compiled once per dialect by SQLAlchemy, its
 parameters converted by the columns' own types, run on the session's DBAPI connection inside its
 transaction. The objects are then registered as written, the way the unit of work registers its
 own writes, so it finds nothing left to do for them, and a rollback expires them as it would.
@@ -14,8 +14,12 @@ own writes, so it finds nothing left to do for them, and a rollback expires them
 - Versioned rows (workflow states, jobs, emails) are updated only at the version read: a
   concurrent writer's change is the unit of work's own ``StaleDataError`` (a 409 to the caller).
 - Left to the unit of work, as before: deletes; rows of other tables; an object with a
-  relationship set or a default only the database knows; a new row naming a table the unit of
-  work still has rows to insert into (it orders those); any change inside a savepoint.
+  relationship set, a new primary key (whose identity it moves) or a default only the database
+  knows; a row naming a table the unit of work still has rows to insert into, and a table's new
+  rows after one it took (it orders and numbers those); any change inside a savepoint.
+- A failed write ends the flush as the unit of work's failure does: its subtransaction rolled
+  back, the driver's error raised as SQLAlchemy's (``db.lost_race`` and the API's 409 read it).
+- Column defaults that read the statement's execution context are not supported (none is used).
 
 The registration calls are the unit of work's own (``Session._register_persistent``,
 ``InstanceState._commit_all``); ``tests/test_rowwrites.py`` compares what both ways write.
@@ -30,6 +34,7 @@ from typing import Any, Callable, NamedTuple
 from sqlalchemy import and_, bindparam, event, insert, update
 from sqlalchemy.orm import Mapper, Session, class_mapper
 from sqlalchemy.orm.base import NO_VALUE
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.orm.state import InstanceState
 
@@ -53,6 +58,8 @@ class _Columns(NamedTuple):
     version_key: str | None
     version_column: Any
     references: frozenset[str]  # the tables its foreign keys name
+    key_names: frozenset[str]  # the attributes of its primary key
+    reference_names: frozenset[str]  # the attributes of its foreign keys
 
 
 def _columns_of(rank: int, mapper: Mapper) -> _Columns:
@@ -63,7 +70,10 @@ def _columns_of(rank: int, mapper: Mapper) -> _Columns:
     generated = table.autoincrement_column
     generated_key = next((key for key, column in columns.items() if column is generated), None)
     references = frozenset(fk.column.table.name for fk in table.foreign_keys)
-    return _Columns(rank, columns, tuple(mapper.primary_key), generated_key, version_key, version, references)
+    key_names = frozenset(key for key, column in columns.items() if column.primary_key)
+    reference_names = frozenset(key for key, column in columns.items() if column.foreign_keys)
+    return _Columns(rank, columns, tuple(mapper.primary_key), generated_key, version_key, version, references,
+                    key_names, reference_names)
 
 
 _MODELS = {model: _columns_of(rank, class_mapper(model)) for rank, model in enumerate(HOT_MODELS)}
@@ -138,18 +148,27 @@ def _execute(connection, statement: _Statement, params: dict[str, Any]):
 
 def _changes(state: InstanceState, info: _Columns) -> dict[str, Any] | None:
     """The columns set since the row was read or last written and their new values; None when
-    something the unit of work must handle changed (a relationship, the version itself)."""
+    something the unit of work must handle changed (a relationship, the version itself, the
+    primary key, whose new identity it moves in the identity map)."""
     values = state.dict
     if info.version_key is not None and info.version_key not in values:
         return None  # the version was expired: the unit of work reads it back first
     changes = {}
     for key, before in state.committed_state.items():
-        if key not in info.columns or key == info.version_key or key not in values:
+        if key not in info.columns or key == info.version_key or key in info.key_names or key not in values:
             return None
         now = values[key]
-        if before is NO_VALUE or not (type(before) is type(now) and before == now):
+        if before is NO_VALUE or not _equal(before, now):
             changes[key] = now
     return changes
+
+
+def _equal(before, now) -> bool:
+    """The unit of work's test of a scalar attribute left as it was (``==``)."""
+    try:
+        return bool(before == now)
+    except Exception:  # noqa: BLE001 - values that cannot be compared are changed
+        return False
 
 
 def _update(session: Session, connection, dialect, state: InstanceState, info: _Columns,
@@ -181,16 +200,17 @@ def _insert_values(state: InstanceState, info: _Columns) -> dict[str, Any] | Non
     for key in state.committed_state:
         if key not in info.columns:
             return None
-    row = {}
+    row, filled = {}, {}
     for key, column in info.columns.items():
         value = values.get(key)
+        if key == info.version_key:
+            filled[key] = row[key] = 1  # the unit of work's first version, whatever the object held
+            continue
         if value is None and key in values and column.type.should_evaluate_none:
             row[key] = None  # a JSON null, as the unit of work writes it
             continue
         if value is None:
-            if key == info.version_key:
-                value = 1
-            elif column.default is not None:
+            if column.default is not None:
                 if column.default.is_scalar:
                     value = column.default.arg
                 elif column.default.is_callable:
@@ -205,8 +225,9 @@ def _insert_values(state: InstanceState, info: _Columns) -> dict[str, Any] | Non
                 return None  # the unit of work's error to raise (or its relationship to fill)
             else:
                 continue  # NULL
-            values[key] = value  # the object holds its defaults, as after the unit of work's insert
+            filled[key] = value
         row[key] = value
+    values.update(filled)  # the object holds its defaults, as after the unit of work's insert
     return row
 
 
@@ -229,7 +250,7 @@ def insert_rows(session: Session, table, rows: list[dict[str, Any]]) -> int | No
     if not rows:
         return None
     connection = session.connection()
-    if not enabled:
+    if not enabled or len({frozenset(row) for row in rows}) > 1:  # rows of different keys: Core's error
         result = connection.execute(table.insert(), rows)
         return result.inserted_primary_key[0] if len(rows) == 1 and table.autoincrement_column is not None else None
     dialect, driver = connection.dialect, connection.connection.driver_connection
@@ -241,16 +262,19 @@ def insert_rows(session: Session, table, rows: list[dict[str, Any]]) -> int | No
     full = [_with_defaults(table, keys, row) for row in rows]
     statement = _cached(dialect, ("rows", table, keys, returns_key),
                         lambda: _rows_statement(dialect, table, keys, returns_key))
-    if len(full) == 1:
-        cursor = _execute(driver, statement, full[0])
-        if returns_key:
-            return cursor.fetchone()[0] if dialect.name != "sqlite" else cursor.lastrowid
+    try:
+        if len(full) == 1:
+            cursor = _execute(driver, statement, full[0])
+            if returns_key:
+                return cursor.fetchone()[0] if dialect.name != "sqlite" else cursor.lastrowid
+            return None
+        for params in full:
+            for name, processor in statement.processors.items():
+                params[name] = processor(params[name])
+        driver.cursor().executemany(statement.sql, list(map(statement.ordered, full)) if statement.ordered else full)
         return None
-    for params in full:
-        for name, processor in statement.processors.items():
-            params[name] = processor(params[name])
-    driver.cursor().executemany(statement.sql, list(map(statement.ordered, full)) if statement.ordered else full)
-    return None
+    except dialect.dbapi.Error as exc:  # raised as SQLAlchemy's, as Core's INSERT would
+        raise DBAPIError.instance(statement.sql, None, exc, dialect.dbapi.Error) from exc
 
 
 def _rows_statement(dialect, table, keys: tuple[str, ...], returns_key: bool) -> _Statement:
@@ -280,9 +304,23 @@ def _with_defaults(table, keys: tuple[str, ...], row: dict[str, Any]) -> dict[st
 def _write_hot_rows(session: Session, _context, _instances) -> None:
     if not enabled or session.in_nested_transaction():
         return  # a savepoint's rollback restores only what the unit of work wrote
+    try:
+        _write(session)
+    except Exception as exc:
+        # As a failed flush of the unit of work: its subtransaction rolled back (the session
+        # must be rolled back before it is used again), the driver's error wrapped as Core's.
+        session._autobegin_t()._begin().rollback(_capture_exception=True)
+        driver_error = session.get_bind().dialect.dbapi.Error
+        if isinstance(exc, driver_error):  # a lost race, a lost connection: db.lost_race and the 409 read Core's
+            raise DBAPIError.instance(None, None, exc, driver_error) from exc
+        raise
+
+
+def _write(session: Session) -> None:
     connection = dialect = None
     settled = False  # an object found unchanged and marked so
     new = [state for state in session._new if state.class_ in _MODELS]
+    waiting: set[str] = set()
     if new:
         # Inserted in the tables' order, each table in the order its objects were added; a row
         # that names a table the unit of work still has rows to insert into is left to it as well.
@@ -290,9 +328,11 @@ def _write_hot_rows(session: Session, _context, _instances) -> None:
         new.sort(key=lambda state: (_MODELS[state.class_].rank, state.insert_order))
         for state in new:
             info = _MODELS[state.class_]
-            row = None if info.references & waiting else _insert_values(state, info)
+            table = state.class_.__table__.name
+            # A table's rows after one left to the unit of work go with it, numbered in their order.
+            row = None if table in waiting or info.references & waiting else _insert_values(state, info)
             if row is None:
-                waiting.add(state.class_.__table__.name)
+                waiting.add(table)
                 continue
             if connection is None:
                 bind = session.connection()
@@ -304,8 +344,8 @@ def _write_hot_rows(session: Session, _context, _instances) -> None:
         if info is None or state.key is None or state in deleted or not state.committed_state:
             continue
         changes = _changes(state, info)
-        if changes is None:
-            continue
+        if changes is None or (waiting and info.references & waiting and not info.reference_names.isdisjoint(changes)):
+            continue  # the unit of work's, or a row pointed at one it has still to insert
         if not changes:  # set to what it was: nothing to write, as for the unit of work
             state._commit_all(state.dict, session.identity_map)
             settled = True

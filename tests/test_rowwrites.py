@@ -214,6 +214,7 @@ def test_a_task_given_a_new_id_is_left_to_the_unit_of_work_which_moves_its_ident
 
 
 @pytest.mark.parametrize("direct", [False, True])
+@pytest.mark.filterwarnings("ignore:New instance .* conflicts with persistent instance")  # the unit of work's
 def test_a_driver_error_is_sqlalchemys_and_ends_the_transaction_as_a_failed_flush_does(world, monkeypatch, direct):
     from sqlalchemy.exc import IntegrityError, InvalidRequestError
 

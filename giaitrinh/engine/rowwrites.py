@@ -83,7 +83,7 @@ class _Statement(NamedTuple):
     sql: str
     ordered: Callable[[dict], tuple] | None  # the parameters in the order a positional driver takes them
     processors: dict[str, Callable[[Any], Any]]  # parameter -> its column type's conversion
-    returns_key: bool  # an INSERT that reads back the number the database gave its row
+    returns_key: bool  # an INSERT that returns the number the database gave its row (SQLite's is on the cursor)
 
 
 # Per dialect (each engine has its own): the statements compiled for it.
@@ -127,23 +127,47 @@ def _update_statement(dialect, model, keys: tuple[str, ...]) -> _Statement:
     return _cached(dialect, ("update", model, keys), build)
 
 
-def _insert_statement(dialect, model, keys: tuple[str, ...]) -> _Statement:
+def _insert_statement(dialect, table, keys: tuple[str, ...], wants_key: bool) -> _Statement:
+    """An INSERT of ``keys`` into ``table``; with ``wants_key``, the number the database gives the row
+    is read back (returned, but on SQLite found on the cursor)."""
     def build() -> _Statement:
-        info = _MODELS[model]
-        statement = insert(model.__table__).values({info.columns[key]: bindparam(key, type_=info.columns[key].type)
-                                                    for key in keys})
-        # SQLite tells the new row's number on the cursor; other databases return it.
-        returns_key = info.generated_key is not None and info.generated_key not in keys and dialect.name != "sqlite"
+        statement = insert(table).values({table.c[key]: bindparam(key, type_=table.c[key].type) for key in keys})
+        returns_key = wants_key and dialect.name != "sqlite"
         if returns_key:
-            statement = statement.returning(info.columns[info.generated_key])
+            statement = statement.returning(table.autoincrement_column)
         return _compiled(dialect, statement, returns_key)
-    return _cached(dialect, ("insert", model, keys), build)
+    return _cached(dialect, ("insert", table, keys, wants_key), build)
+
+
+def _driver(session: Session):
+    """The session's dialect and the DBAPI connection its transaction runs on."""
+    connection = session.connection()
+    return connection.dialect, connection.connection.driver_connection
+
+
+def _bound(statement: _Statement, params: dict[str, Any]):
+    """The parameters as the driver takes them: converted by their columns' types, in its order."""
+    for name, processor in statement.processors.items():
+        params[name] = processor(params[name])
+    return statement.ordered(params) if statement.ordered else params
 
 
 def _execute(connection, statement: _Statement, params: dict[str, Any]):
-    for name, processor in statement.processors.items():
-        params[name] = processor(params[name])
-    return connection.execute(statement.sql, statement.ordered(params) if statement.ordered else params)
+    return connection.execute(statement.sql, _bound(statement, params))
+
+
+def _new_key(cursor, statement: _Statement):
+    return cursor.fetchone()[0] if statement.returns_key else cursor.lastrowid
+
+
+def _python_default(column) -> tuple[bool, Any]:
+    """(True, value) for a column whose default Python gives, as Core's INSERT computes it."""
+    default = column.default
+    if default is not None and default.is_scalar:
+        return True, default.arg
+    if default is not None and default.is_callable:
+        return True, default.arg(None)
+    return False, None
 
 
 def _changes(state: InstanceState, info: _Columns) -> dict[str, Any] | None:
@@ -211,11 +235,8 @@ def _insert_values(state: InstanceState, info: _Columns) -> dict[str, Any] | Non
             continue
         if value is None:
             if column.default is not None:
-                if column.default.is_scalar:
-                    value = column.default.arg
-                elif column.default.is_callable:
-                    value = column.default.arg(None)
-                else:
+                known, value = _python_default(column)
+                if not known:
                     return None
             elif column.server_default is not None:
                 return None
@@ -233,11 +254,11 @@ def _insert_values(state: InstanceState, info: _Columns) -> dict[str, Any] | Non
 
 def _insert(session: Session, connection, dialect, state: InstanceState, info: _Columns,
             row: dict[str, Any]) -> None:
-    keys = tuple(row)
-    statement = _insert_statement(dialect, state.class_, keys)
+    numbered = info.generated_key is not None and info.generated_key not in row
+    statement = _insert_statement(dialect, state.class_.__table__, tuple(row), numbered)
     cursor = _execute(connection, statement, dict(row))
-    if info.generated_key is not None and info.generated_key not in row:
-        state.dict[info.generated_key] = cursor.fetchone()[0] if statement.returns_key else cursor.lastrowid
+    if numbered:
+        state.dict[info.generated_key] = _new_key(cursor, statement)
     # Persistent now, as the unit of work would make it (its identity, pending_to_persistent).
     session._register_persistent({state})
 
@@ -253,50 +274,29 @@ def insert_rows(session: Session, table, rows: list[dict[str, Any]]) -> int | No
     if not enabled or len({frozenset(row) for row in rows}) > 1:  # rows of different keys: Core's error
         result = connection.execute(table.insert(), rows)
         return result.inserted_primary_key[0] if len(rows) == 1 and table.autoincrement_column is not None else None
-    dialect, driver = connection.dialect, connection.connection.driver_connection
+    dialect, driver = _driver(session)
     keys = tuple(dict.fromkeys(key for row in rows for key in row))
     keys += tuple(column.key for column in table.columns if column.key not in keys and column.default is not None
                   and (column.default.is_scalar or column.default.is_callable))
     generated = table.autoincrement_column
     returns_key = len(rows) == 1 and generated is not None and generated.key not in keys
     full = [_with_defaults(table, keys, row) for row in rows]
-    statement = _cached(dialect, ("rows", table, keys, returns_key),
-                        lambda: _rows_statement(dialect, table, keys, returns_key))
+    statement = _insert_statement(dialect, table, keys, returns_key)
     try:
         if len(full) == 1:
             cursor = _execute(driver, statement, full[0])
-            if returns_key:
-                return cursor.fetchone()[0] if dialect.name != "sqlite" else cursor.lastrowid
-            return None
-        for params in full:
-            for name, processor in statement.processors.items():
-                params[name] = processor(params[name])
-        driver.cursor().executemany(statement.sql, list(map(statement.ordered, full)) if statement.ordered else full)
+            return _new_key(cursor, statement) if returns_key else None
+        driver.cursor().executemany(statement.sql, [_bound(statement, params) for params in full])
         return None
     except dialect.dbapi.Error as exc:  # raised as SQLAlchemy's, as Core's INSERT would
         raise DBAPIError.instance(statement.sql, None, exc, dialect.dbapi.Error) from exc
 
 
-def _rows_statement(dialect, table, keys: tuple[str, ...], returns_key: bool) -> _Statement:
-    statement = insert(table).values({table.c[key]: bindparam(key, type_=table.c[key].type) for key in keys})
-    if returns_key and dialect.name != "sqlite":
-        statement = statement.returning(table.autoincrement_column)
-    return _compiled(dialect, statement, returns_key)
-
-
 def _with_defaults(table, keys: tuple[str, ...], row: dict[str, Any]) -> dict[str, Any]:
     full = dict(row)
     for key in keys:
-        if key in full:
-            continue
-        column = table.c[key]
-        default = column.default
-        if default is not None and default.is_scalar:
-            full[key] = default.arg
-        elif default is not None and default.is_callable:
-            full[key] = default.arg(None)
-        else:
-            full[key] = None
+        if key not in full:
+            full[key] = _python_default(table.c[key])[1]
     return full
 
 
@@ -335,8 +335,7 @@ def _write(session: Session) -> None:
                 waiting.add(table)
                 continue
             if connection is None:
-                bind = session.connection()
-                dialect, connection = bind.dialect, bind.connection.driver_connection
+                dialect, connection = _driver(session)
             _insert(session, connection, dialect, state, info, row)
     deleted = session._deleted
     for state in list(session.identity_map._modified):
@@ -351,8 +350,7 @@ def _write(session: Session) -> None:
             settled = True
             continue
         if connection is None:
-            bind = session.connection()
-            dialect, connection = bind.dialect, bind.connection.driver_connection
+            dialect, connection = _driver(session)
         _update(session, connection, dialect, state, info, changes)
     if (connection is not None or settled) and not (session._new or session._deleted or session.identity_map._modified):
         # Nothing left for the unit of work, which then skips its after_flush listeners.

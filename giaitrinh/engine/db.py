@@ -18,6 +18,7 @@ from sqlalchemy.pool import QueuePool
 
 from . import attention  # noqa: F401 - every session keeps the requests' stuck facts in step
 from . import rowwrites  # noqa: F401 - after attention: the hot rows' changes written at each flush
+from . import walcheckpoint
 
 _engine: Engine | None = None
 _session_factory: sessionmaker[Session] | None = None
@@ -56,6 +57,7 @@ def make_engine(url: str) -> Engine:
             except sqlite3.Error as exc:
                 raise DBAPIError.instance(statement, (), exc, sqlite3.Error) from exc
 
+        walcheckpoint.attach(engine)
         return engine
     return create_engine(url, pool_pre_ping=True)
 
@@ -64,6 +66,7 @@ def init_db(url: str) -> Engine:
     """Point the engine at a database. Called once per process (app factory, CLI, tests)."""
     global _engine, _session_factory, _reader_factory
     if _engine is not None:
+        walcheckpoint.detach(_engine)
         _engine.dispose()
     _engine = make_engine(url)
     _session_factory = sessionmaker(bind=_engine, expire_on_commit=False)

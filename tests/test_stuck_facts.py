@@ -227,8 +227,21 @@ def test_a_step_that_leaves_a_task_open_writes_the_facts_with_the_request_row(wo
                                                    {"cause": "Nghỉ ốm", "action": "Giao người khác"},
                                                    people["lanhdao"])) == 1
     check(boss, [code])
-    # Past a scheduler's few cases per flush, one statement for all of them.
+    # Past the cases a flush judges in memory, one statement for all of them.
     monkeypatch.setattr(attention, "IN_MEMORY_CASES", 0)
     other = submit()["code"]
     assert _refreshes_while(lambda: do(other, "receive", people["tiepnhan"], {"decision": "accept"})) == 1
     check(boss, [code, other])
+
+
+def test_a_scheduler_batch_of_deadlines_judges_every_case_in_memory(world, people, fixed_clock):
+    """Several cases' deadlines fired in one flush: no statement of their own, the facts right."""
+    boss = people["thanhtra"]
+    codes = [submit()["code"] for _ in range(7)]
+    for code in codes:
+        do(code, "receive", people["tiepnhan"], {"decision": "accept"})
+    fixed_clock.advance(days=30)
+    assert _refreshes_while(timers.run_due) == 0
+    check(boss, codes)
+    with db.read_only() as session:
+        assert set(session.execute(select(Request.escalated).where(Request.code.in_(codes))).scalars()) == {True}

@@ -358,3 +358,32 @@ def test_a_batch_that_fails_before_its_first_firing_still_makes_progress(world, 
     monkeypatch.setattr(db, "is_sqlite", lambda: True)  # the SQLite batch path, on either database
     assert timers._fire_batch(timers._claim(clock.now(), 10)) == (1, 1)  # not (0, 0): the sweep moves on
     assert calls and _fired_per_job() == Counter({ids[0]: 1})
+
+
+def test_a_batch_has_a_wide_page_cache_and_gives_it_back(world, fixed_clock, monkeypatch):
+    """SQLite: the batch's connection holds more pages while it fires, and the default afterwards.
+    PostgreSQL's cache is the server's: nothing is asked of it."""
+    ids = _due_timers(fixed_clock, 3)
+    if not db.is_sqlite():
+        result, statements = _statements_while(timers.run_due)
+        assert result == len(ids) and "PRAGMA" not in statements
+        return
+    seen = []
+    fire = timers._fire
+
+    def spying(session, *args, **kwargs):
+        seen.append(session.connection().exec_driver_sql("PRAGMA cache_size").scalar_one())
+        return fire(session, *args, **kwargs)
+
+    monkeypatch.setattr(timers, "_fire", spying)
+    with db.get_engine().connect() as conn:
+        default = conn.exec_driver_sql("PRAGMA cache_size").scalar_one()
+    assert timers.run_due() == len(ids)
+    assert seen == [-db.WIDE_PAGE_CACHE_KIB] * len(ids)
+    pool = db.get_engine().pool
+    held = [pool.connect() for _ in range(pool.checkedin())]  # every connection the pool keeps
+    try:
+        assert [c.driver_connection.execute("PRAGMA cache_size").fetchone()[0] for c in held] == [default] * len(held)
+    finally:
+        for c in held:
+            c.close()

@@ -92,7 +92,9 @@ def _prefetch(session, claimed: list[tuple[int, int | None, int]]) -> list:
     firing reads (their waiting jobs, open tasks, escalations, who is told of an escalation), a
     statement each for the whole batch. The session holds them for the batch, which holds the
     database's write lock: nobody else changes them, and the firings look none of them up again.
+    Its connection gets a larger page cache for the batch (``db.widen_page_cache``).
     """
+    db.widen_page_cache(session)
     job_ids = [job_id for job_id, _request_id, _fence in claimed]
     request_ids = sorted({request_id for _job_id, request_id, _fence in claimed if request_id is not None})
     held: list = []

@@ -387,3 +387,29 @@ def test_a_batch_has_a_wide_page_cache_and_gives_it_back(world, fixed_clock, mon
     finally:
         for c in held:
             c.close()
+
+
+def test_a_batch_holds_the_cyclic_collector_off_and_gives_it_back(world, fixed_clock, monkeypatch):
+    import gc
+
+    _due_timers(fixed_clock, 3)
+    monkeypatch.setattr(db, "is_sqlite", lambda: True)  # the SQLite batch path, on either database
+    seen = []
+    fire = timers._fire
+
+    def spying(session, *args, **kwargs):
+        seen.append(gc.isenabled())
+        return fire(session, *args, **kwargs)
+
+    monkeypatch.setattr(timers, "_fire", spying)
+    assert gc.isenabled()
+    assert timers.run_due() == 3
+    assert seen == [False] * 3 and gc.isenabled()
+    # Held off by somebody else already: still off after the batch.
+    more = _due_timers(fixed_clock, 2)
+    gc.disable()
+    try:
+        assert timers.run_due() >= len(more)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -125,3 +125,36 @@ def test_in_memory_databases_have_no_checkpointer():
         assert walcheckpoint.of(engine) is None
     finally:
         engine.dispose()
+
+
+def test_a_forked_child_checkpoints_with_a_thread_of_its_own(engine):
+    import os
+
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO t (body) VALUES ('parent')"))
+    checkpointer = walcheckpoint.of(engine)
+    parent_thread = checkpointer._thread
+    assert parent_thread is not None and parent_thread.is_alive()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report what it sees, and never return into pytest
+        status = 1
+        try:
+            fresh = checkpointer._thread is None
+            engine.dispose(close=False)  # the parent's pooled connections stay the parent's
+            before = checkpointer.checkpoints
+            with engine.begin() as conn:
+                conn.execute(text("INSERT INTO t (body) VALUES ('child')"))
+            ran = _wait_for(lambda: checkpointer.checkpoints > before)
+            os.write(write, b"%d%d" % (fresh, ran))
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write)
+    try:
+        report = os.read(read, 2)
+    finally:
+        os.close(read)
+        os.waitpid(pid, 0)
+    assert report == b"11"  # no thread inherited, and a new one checkpointed the child's commit
+    assert parent_thread.is_alive()

@@ -68,6 +68,12 @@ class Checkpointer:
             self._thread = threading.Thread(target=self._run, name="giaitrinh-wal-checkpoint", daemon=True)
             self._thread.start()
 
+    def _forget_threads(self) -> None:
+        """In a forked child: the parent's thread is not here, and its locks may have been held."""
+        self._wanted = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = None
+
     def stop(self) -> None:
         with self._lock:
             self._stopped = True
@@ -102,6 +108,16 @@ class Checkpointer:
 
 
 _checkpointers: "weakref.WeakKeyDictionary[Engine, Checkpointer]" = weakref.WeakKeyDictionary()
+
+
+def _after_fork_in_child() -> None:
+    # A gunicorn worker starts its own thread at its first commit, with locks of its own.
+    for checkpointer in list(_checkpointers.values()):
+        checkpointer._forget_threads()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def attach(engine: Engine) -> Checkpointer | None:

@@ -63,7 +63,21 @@ def database(request, tmp_path, fixed_clock):
     cal.invalidate_cache()
     yield url
     timers.stop_scheduler()
+    if request.param == "sqlite":
+        _board_agrees_with_the_rows(engine)
     engine.dispose()
+
+
+def _board_agrees_with_the_rows(engine) -> None:
+    """Whatever a test wrote, SQLite's kept counts of each unit's open cases are the rows' own."""
+    from giaitrinh.engine import models
+
+    with engine.connect() as conn:
+        kept = {row[0]: tuple(row[1:]) for row in conn.exec_driver_sql(
+            f"SELECT unit_code, open_cases, overdue_cases, escalated_cases FROM {models.BOARD_TABLE} "
+            "WHERE open_cases != 0 OR overdue_cases != 0 OR escalated_cases != 0")}
+        counted = {row[0]: tuple(row[1:]) for row in conn.exec_driver_sql(models.BOARD_FROM_ROWS)}
+    assert kept == counted, "requests_board disagrees with the open cases' rows"
 
 
 @pytest.fixture

@@ -185,3 +185,45 @@ def test_postgresql_planner_objects_come_by_migration_and_by_create_all():
         finally:
             engine.dispose()
         assert {REQUESTS_STATISTICS, OPEN_BOARD_INDEX} <= _planner_objects(url)
+
+
+def test_0013_counts_each_units_open_cases_and_keeps_them_counted(tmp_path):
+    """SQLite: the board is backfilled from the rows, then its triggers follow every change."""
+    from giaitrinh.engine import models
+
+    url = f"sqlite:///{tmp_path / 'board.db'}"
+    migrate.upgrade(url, "0012")
+    engine = create_engine(url)
+    now = datetime(2026, 11, 20, 2, 0)
+    with engine.begin() as conn:
+        _cases(conn, ("A", "B", "C", "D"), now)
+        conn.execute(text("UPDATE requests SET overdue = 1, escalated = 1 WHERE code = 'B'"))
+        conn.execute(text("UPDATE requests SET closed = 1 WHERE code = 'C'"))
+    engine.dispose()
+    migrate.upgrade(url)
+
+    def board(conn):
+        return {row[0]: tuple(row[1:]) for row in conn.execute(text(
+            "SELECT unit_code, open_cases, overdue_cases, escalated_cases FROM requests_board"))}
+
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            assert board(conn) == {"MX": (3, 1, 1)}
+            conn.execute(text("INSERT INTO units (code, name) VALUES ('GM', 'Gia Minh')"))
+            conn.execute(text("UPDATE requests SET unit_code = 'GM' WHERE code = 'B'"))  # moved with its flags
+            conn.execute(text("UPDATE requests SET overdue = 1 WHERE code = 'A'"))
+            conn.execute(text("UPDATE requests SET closed = 0 WHERE code = 'C'"))  # opened again
+            conn.execute(text("UPDATE requests SET subject = 'x' WHERE code = 'D'"))  # no count moves
+            conn.execute(text("DELETE FROM requests WHERE code = 'D'"))
+            assert board(conn) == {"MX": (2, 1, 0), "GM": (1, 1, 1)}
+            assert board(conn) == {row[0]: tuple(row[1:]) for row in conn.execute(text(models.BOARD_FROM_ROWS))}
+    finally:
+        engine.dispose()
+    command.downgrade(migrate.alembic_config(url), "0012")
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            assert not conn.execute(text("SELECT name FROM sqlite_master WHERE name LIKE 'requests_board%'")).all()
+    finally:
+        engine.dispose()

@@ -568,7 +568,7 @@ class Attachment(Base):
 # plain scan: on FTS5 a word is a phrase of its trigrams (a substring match), and pg_trgm
 # rechecks each row it finds.
 
-from sqlalchemy import DDL, column, event, table  # noqa: E402
+from sqlalchemy import DDL, Column, MetaData, Table, column, event, table  # noqa: E402
 
 SEARCH_TABLE = table("requests_search", column("rowid"), column("search_text"), column("unit_code"))
 SEARCH_TRGM_INDEX = "ix_requests_search_trgm"
@@ -634,8 +634,46 @@ POSTGRESQL_PLANNER_DDL = (
     f"CREATE INDEX IF NOT EXISTS {OPEN_BOARD_INDEX} ON requests (unit_code) INCLUDE (overdue, deadline_at, "
     "escalated, suspended_at, task_due_at, last_activity_at, work_pending, closed, id) WHERE closed = false",
 )
-UNMAPPED_OBJECTS = SEARCH_OBJECTS | {OPEN_BOARD_INDEX}
-for _statement in SQLITE_SEARCH_DDL:
+# The open cases' board on SQLite (services/supervision.py, ``dashboard``): each unit's open, overdue and
+# escalated cases, counted as the rows change by triggers on ``requests``, whoever writes them (a use
+# case's flush, a Core statement, the stuck facts' refresh, the bench's generator). Counting them
+# from ix_requests_open_unit took 17 ms a page for a city's 100,000 open cases; what the board
+# cannot hold, the cases due soon (they depend on the instant), is read from that index for those
+# units alone. SQLite serialises its writers, so the unit's counter row is never a point of
+# contention; PostgreSQL's writers would wait on it, and count in one pass there instead
+# (OPEN_BOARD_INDEX). Migration 0013 builds it on existing databases.
+BOARD_TABLE = "requests_board"
+_BOARD_ADD = ("INSERT INTO requests_board (unit_code, open_cases, overdue_cases, escalated_cases) "
+              "{source} ON CONFLICT (unit_code) DO UPDATE SET open_cases = open_cases + 1, "
+              "overdue_cases = overdue_cases + excluded.overdue_cases, "
+              "escalated_cases = escalated_cases + excluded.escalated_cases;")
+_BOARD_REMOVE = ("UPDATE requests_board SET open_cases = open_cases - 1, "
+                 "overdue_cases = overdue_cases - (old.overdue IS 1), "
+                 "escalated_cases = escalated_cases - (old.escalated IS 1) WHERE unit_code = old.unit_code{when};")
+SQLITE_BOARD_DDL = (
+    "CREATE TABLE IF NOT EXISTS requests_board (unit_code VARCHAR(32) NOT NULL PRIMARY KEY, "
+    "open_cases INTEGER NOT NULL DEFAULT 0, overdue_cases INTEGER NOT NULL DEFAULT 0, "
+    "escalated_cases INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID",
+    "CREATE TRIGGER IF NOT EXISTS requests_board_insert AFTER INSERT ON requests WHEN new.closed IS 0 BEGIN "
+    + _BOARD_ADD.format(source="VALUES (new.unit_code, 1, new.overdue IS 1, new.escalated IS 1)") + " END",
+    "CREATE TRIGGER IF NOT EXISTS requests_board_delete AFTER DELETE ON requests WHEN old.closed IS 0 BEGIN "
+    + _BOARD_REMOVE.format(when="") + " END",
+    "CREATE TRIGGER IF NOT EXISTS requests_board_update AFTER UPDATE OF closed, overdue, escalated, unit_code "
+    "ON requests WHEN old.closed IS NOT new.closed OR old.overdue IS NOT new.overdue "
+    "OR old.escalated IS NOT new.escalated OR old.unit_code IS NOT new.unit_code BEGIN "
+    + _BOARD_REMOVE.format(when=" AND old.closed IS 0") + " "
+    # INSERT ... SELECT needs its WHERE before ON CONFLICT (SQLite's parsing of an upsert in a trigger).
+    + _BOARD_ADD.format(source="SELECT new.unit_code, 1, new.overdue IS 1, new.escalated IS 1 WHERE new.closed IS 0")
+    + " END",
+)
+# What the board holds, counted from the rows: the backfill, and the check that the two agree.
+BOARD_FROM_ROWS = ("SELECT unit_code, count(*), sum(overdue IS 1), sum(escalated IS 1) FROM requests "
+                   "WHERE closed IS 0 GROUP BY unit_code")
+board = Table(BOARD_TABLE, MetaData(), Column("unit_code", String(32), primary_key=True),
+              Column("open_cases", Integer), Column("overdue_cases", Integer), Column("escalated_cases", Integer))
+
+UNMAPPED_OBJECTS = SEARCH_OBJECTS | {OPEN_BOARD_INDEX, BOARD_TABLE}
+for _statement in SQLITE_SEARCH_DDL + SQLITE_BOARD_DDL:
     event.listen(Request.__table__, "after_create", DDL(_statement).execute_if(dialect="sqlite"))
 for _statement in POSTGRESQL_PLANNER_DDL:
     event.listen(Request.__table__, "after_create", DDL(_statement).execute_if(dialect="postgresql"))

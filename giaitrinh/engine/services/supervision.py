@@ -16,6 +16,7 @@ from .. import attention, audit, calendar as cal, clock, db, forms, jobs, notifi
 from .. import units as unit_tree
 from ..accounts import ALL_UNITS, Actor, actor_by_username
 from ..errors import Conflict, Forbidden, NotFound, ServiceError, ValidationFailed
+from ..models import board
 from ..models import (AuditEvent, Escalation, Job, Membership, Request, SavedFilter, Setting, Task, TaskCandidate,
                       Unit, User, WorkflowState)
 from . import _common, documents
@@ -439,6 +440,7 @@ def overview(actor: Actor, unit: str | None = None, show: str = "overdue") -> di
     cases instead of a count each), and the chosen tab's list reuses its count.
     """
     show = show if show in OVERVIEW_TABS else "overdue"
+
     board = dashboard(actor, unit=unit)
     counts = {name: board["totals"][name] for name in ("overdue", "stuck", "open")}
     counts["suspended"] = count_instances(actor, unit=unit, **OVERVIEW_TABS["suspended"])
@@ -1121,20 +1123,33 @@ def dashboard(actor: Actor, unit: str | None = None) -> dict:
         received_day, acknowledged_day = _local_day(Request.received_at), _local_day(Request.acknowledged_at)
         explained_day = _local_day(Request.explained_at)
 
-        def open_rows(reader, with_stuck: bool = False) -> list:
-            # One pass over ix_requests_open_unit: the escalated flag is on the row (engine/attention.py).
-            # Filtered counts, not sums of CASE: a fifth less work per row (SQLite 3.30+, PostgreSQL).
-            # ``with_stuck`` (PostgreSQL): the stuck ones too, in the same pass over ix_requests_open_board
-            # (its condition, closed = false, written as an equality so the planner may use it).
-            counts = [func.count(), func.count().filter(Request.overdue.is_(True)),
-                      func.count().filter(and_(Request.overdue.is_(False), Request.deadline_at >= now,
-                                               Request.deadline_at <= soon)),
-                      func.count().filter(Request.escalated.is_(True))]
-            if with_stuck:
-                counts.append(func.count().filter(_stuck_condition(now, cutoff)))
-            open_case = Request.closed == False if with_stuck else Request.closed.is_(False)  # noqa: E712
-            return reader.execute(select(Request.unit_code, *counts)
-                                  .where(open_case, *scope).group_by(Request.unit_code)).all()
+        def open_rows_with_stuck(reader) -> list:
+            # PostgreSQL: one pass over ix_requests_open_board (migration 0012) counts the open cases,
+            # the overdue, due soon, escalated and stuck ones. Filtered counts, not sums of CASE: a
+            # fifth less work per row. Its condition, closed = false, written as an equality so the
+            # planner may use the index.
+            return reader.execute(select(
+                Request.unit_code, func.count(), func.count().filter(Request.overdue.is_(True)),
+                func.count().filter(and_(Request.overdue.is_(False), Request.deadline_at >= now,
+                                         Request.deadline_at <= soon)),
+                func.count().filter(Request.escalated.is_(True)), func.count().filter(_stuck_condition(now, cutoff)))
+                .where(Request.closed == False, *scope).group_by(Request.unit_code)).all()  # noqa: E712
+
+        def kept_rows(reader) -> list:
+            # SQLite: the open, overdue and escalated cases as the triggers keep them (models.BOARD_TABLE),
+            # and the due-soon ones (they depend on the instant) from ix_requests_open_unit, a range of
+            # it for each unit with open cases: a city's page 17 -> 3 ms.
+            kept = reader.execute(
+                select(board.c.unit_code, board.c.open_cases, board.c.overdue_cases, board.c.escalated_cases)
+                .where(board.c.open_cases > 0, *_unit_filter(board.c.unit_code, units, unit))).all()
+            codes = [row[0] for row in kept]
+            due_soon = dict(reader.execute(
+                select(Request.unit_code, func.count())
+                .where(Request.closed.is_(False), Request.unit_code.in_(codes), Request.overdue.is_(False),
+                       Request.deadline_at >= now, Request.deadline_at <= soon)
+                .group_by(Request.unit_code)).all()) if codes else {}
+            return [(code, open_n, overdue_n, due_soon.get(code, 0), escalated_n)
+                    for code, open_n, overdue_n, escalated_n in kept]
 
         def stuck_rows(reader) -> list:
             # The stuck cases per unit, as the instance list counts them, from ix_requests_attention alone.
@@ -1163,28 +1178,33 @@ def dashboard(actor: Actor, unit: str | None = None) -> dict:
                 .group_by(Request.unit_code)).all()
             return explained, acknowledged, explained_days, rated
 
-        # PostgreSQL counts the stuck cases in the open-case pass (ix_requests_open_board, migration
-        # 0012); SQLite has no INCLUDE and makes a second pass over ix_requests_attention.
-        one_pass = not db.is_sqlite()
+        def own_session(read):
+            def call():
+                with db.read_only() as reader:
+                    return read(reader)
+            return call
 
-        def rest(reader) -> tuple:
-            # What does not need the open-case pass: the stuck cases (SQLite) and the month's figures.
-            return (None if one_pass else stuck_rows(reader)), month_rows(reader)
-
-        def rest_in_its_own_session() -> tuple:
-            with db.read_only() as reader:
-                return rest(reader)
-
-        # Many units' open cases (a city's): the rest runs beside the open-case pass, on a second
-        # connection (db.concurrently; SQLite's city board 48 -> 33 ms). A unit's passes are short,
-        # and a second thread would cost what it saves.
-        if unit is None and (ALL_UNITS in units or len(units) > 1):
-            opened, (stuck, monthly) = db.concurrently(lambda: open_rows(session, one_pass), rest_in_its_own_session)
-        else:
-            opened, (stuck, monthly) = open_rows(session, one_pass), rest(session)
-        if one_pass:
+        # Many units' open cases (a city's): the two halves of the work run at once, on a second
+        # connection (db.concurrently). A unit's passes are short, and a second thread would cost
+        # what it saves.
+        many = unit is None and (ALL_UNITS in units or len(units) > 1)
+        if not db.is_sqlite():
+            if many:
+                opened, monthly = db.concurrently(lambda: open_rows_with_stuck(session), own_session(month_rows))
+            else:
+                opened, monthly = open_rows_with_stuck(session), month_rows(session)
             stuck = [(row[0], row[5]) for row in opened]
             opened = [row[:5] for row in opened]
+        else:
+            # SQLite has no INCLUDE: the stuck cases are a pass of their own over ix_requests_attention,
+            # beside the kept counts and the month's figures.
+            def kept_and_month(reader) -> tuple:
+                return kept_rows(reader), month_rows(reader)
+
+            if many:
+                (opened, monthly), stuck = db.concurrently(lambda: kept_and_month(session), own_session(stuck_rows))
+            else:
+                (opened, monthly), stuck = kept_and_month(session), stuck_rows(session)
         explained, acknowledged, explained_days, rated = monthly
 
         for code, open_n, overdue_n, soon_n, escalated_n in opened:

@@ -60,7 +60,9 @@ from giaitrinh.engine.models import (  # noqa: E402
 # Bump when the generator changes: cached databases of another version are rebuilt.
 # 3: the requests' stuck facts (task_due_at, work_pending: migration 0009), copied from the template
 # like every other column of the projection (task_due_at moved with the tasks' due times).
-VERSION = "3"
+# 4: each acknowledgement's working days counted on its own shifted dates, as the application
+# records them (the dashboard sums them since migration 0014), not copied from the template.
+VERSION = "4"
 MARKER = "bench_dataset"
 CACHE = Path(os.environ.get("GIAITRINH_BENCH_CACHE", ROOT / "instance" / "bench"))
 BATCH = 5000
@@ -176,6 +178,8 @@ class Generator:
         self.next_job = 1
         self.counters: dict[int, int] = {}
         self._folded: dict[str, str] = {}
+        self._ack_days: dict[tuple, int] = {}
+        self.calendar = cal.WorkingCalendar()
 
     # Small pieces -----------------------------------------------------------------------
 
@@ -183,6 +187,13 @@ class Generator:
         found = self._folded.get(text_)
         if found is None:
             found = self._folded[text_] = redaction.fold(text_)
+        return found
+
+    def ack_days(self, received: datetime, acknowledged: datetime) -> int:
+        key = (cal.local_date(received), cal.local_date(acknowledged))
+        found = self._ack_days.get(key)
+        if found is None:
+            found = self._ack_days[key] = max(0, self.calendar.working_days_between(*key))
         return found
 
     def code_for(self, received: datetime) -> str:
@@ -227,6 +238,10 @@ class Generator:
             row["search_text"] = " ".join(
                 (self.fold(subject), self.fold(published.get("legal_basis") or ""),
                  self.fold(published.get("content") or ""), code.lower()))
+        if row.get("acknowledged_at") is not None:
+            # As the acknowledgement would have recorded it on these dates: shifted across a weekend
+            # or a holiday, the template's dates are more or fewer working days apart.
+            row["ack_working_days"] = self.ack_days(row["received_at"], row["acknowledged_at"])
         if not closed:
             row["overdue"] = bool(row["deadline_at"] and row["deadline_at"] < self.now)
         out["requests"].append(row)
@@ -275,6 +290,8 @@ class Generator:
             _search_index_later(engine)
         cal.invalidate_cache()
         self.definition_id = self._accounts_and_definition(found["sha256"])
+        with db.read_only() as session:
+            self.calendar = cal.load_calendar(session)  # the one the application counts with
         with engine.connect() as conn:
             self.next_audit = conn.execute(select(func.coalesce(func.max(AuditEvent.id), 0))).scalar_one() + 1
         # Closed requests: received over the last three years, oldest first.

@@ -151,9 +151,10 @@ class Request(Base):
         # Supervision's counts of open, overdue, due-soon and escalated cases, city-wide or for a unit,
         # from the index alone (one pass over the open cases).
         Index("ix_requests_open_unit", "closed", "unit_code", "overdue", "deadline_at", "escalated"),
-        # The dashboard's figures of the month: cases explained (on time, days taken) and acknowledged.
+        # The dashboard's figures of the month: cases explained (on time, days taken) and acknowledged
+        # (the working days each took, as recorded when it was acknowledged).
         Index("ix_requests_explained", "explained_at", "unit_code", "acknowledged_at"),
-        Index("ix_requests_acknowledged", "acknowledged_at", "unit_code", "received_at"),
+        Index("ix_requests_acknowledged", "acknowledged_at", "unit_code", "ack_working_days"),
         # The cases closed since an instant, city-wide or for a unit (the dashboard's "all" count).
         Index("ix_requests_closed", "closed", "closed_at", "unit_code"),
         # A unit's published answers, newest first (the search, read in that order).

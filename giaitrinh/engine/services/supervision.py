@@ -1120,7 +1120,7 @@ def dashboard(actor: Actor, unit: str | None = None) -> dict:
 
         late = exists().where(Escalation.request_id == Request.id, Escalation.step.in_(_LATE_EXPLAIN_STEPS))
         cutoff = inactive_cutoff(calendar, now, inactive_days(session))
-        received_day, acknowledged_day = _local_day(Request.received_at), _local_day(Request.acknowledged_at)
+        acknowledged_day = _local_day(Request.acknowledged_at)
         explained_day = _local_day(Request.explained_at)
 
         def open_rows_with_stuck(reader) -> list:
@@ -1161,12 +1161,14 @@ def dashboard(actor: Actor, unit: str | None = None) -> dict:
                 select(Request.unit_code, func.count(), func.sum(case((late, 0), else_=1)))
                 .where(Request.explained_at >= start, Request.explained_at < end, *scope)
                 .group_by(Request.unit_code)).all()
-            # Working days depend only on the two local dates: the month's cases are counted per unit and
-            # pair of dates in SQL (a few thousand groups instead of 60,000 rows for a city's month).
+            # The working days each acknowledgement took, as recorded with it (the reports count the
+            # same), summed per unit from ix_requests_acknowledged alone: grouping the month's cases by
+            # their pairs of local dates instead took 7 ms on its 4th day and 50 on its last.
             acknowledged = reader.execute(
-                select(Request.unit_code, received_day, acknowledged_day, func.count())
+                select(Request.unit_code, func.coalesce(func.sum(Request.ack_working_days), 0),
+                       func.count(Request.ack_working_days))
                 .where(Request.acknowledged_at >= start, Request.acknowledged_at < end, *scope)
-                .group_by(Request.unit_code, received_day, acknowledged_day)).all()
+                .group_by(Request.unit_code)).all()
             explained_days = reader.execute(
                 select(Request.unit_code, acknowledged_day, explained_day, func.count())
                 .where(Request.explained_at >= start, Request.explained_at < end,
@@ -1220,10 +1222,8 @@ def dashboard(actor: Actor, unit: str | None = None) -> dict:
                 between[first, last] = max(0, calendar.working_days_between(_as_date(first), _as_date(last)))
             return between[first, last]
 
-        for code, received, acknowledged_on, n in acknowledged:
-            f = figures(code)
-            f["ack_days_sum"] += n * days_between(received, acknowledged_on)
-            f["ack_n"] += n
+        for code, days, n in acknowledged:
+            figures(code).update(ack_days_sum=int(days), ack_n=n)
         for code, acknowledged_on, explained_on, n in explained_days:
             f = figures(code)
             f["explain_days_sum"] += n * days_between(acknowledged_on, explained_on)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import weakref
 from datetime import date, datetime, time, timedelta
-from typing import Any
+from typing import Any, Callable
 from uuid import uuid4
 
 from sqlalchemy import and_, bindparam, case, exists, func, not_, or_, select, union_all
@@ -441,18 +441,21 @@ def overview(actor: Actor, unit: str | None = None, show: str = "overdue") -> di
     """
     show = show if show in OVERVIEW_TABS else "overdue"
 
-    board = dashboard(actor, unit=unit)
+    def lists() -> tuple:
+        # What does not wait for the board's figures: read in this thread once its share of the
+        # board is counted, while another connection still counts the stuck cases (``dashboard``'s
+        # ``meanwhile``). The list's total is the board's count of its tab, filled in below.
+        return (count_instances(actor, unit=unit, **OVERVIEW_TABS["suspended"]),
+                list_escalations(actor, open_only=True, unit=unit, per_page=100),
+                list_instances(actor, unit=unit, per_page=200, known_total=0, **OVERVIEW_TABS[show]))
+
+    board, (suspended, escalations, cases) = dashboard(actor, unit=unit, meanwhile=lists)
     counts = {name: board["totals"][name] for name in ("overdue", "stuck", "open")}
-    counts["suspended"] = count_instances(actor, unit=unit, **OVERVIEW_TABS["suspended"])
+    counts["suspended"] = suspended
     counts["all"] = count_all(actor, unit=unit, open_cases=counts["open"])
     counts = {name: counts[name] for name in OVERVIEW_TABS}
-    return {
-        "counts": counts,
-        "escalations": list_escalations(actor, open_only=True, unit=unit, per_page=100),
-        "cases": list_instances(actor, unit=unit, per_page=200, known_total=counts[show], **OVERVIEW_TABS[show]),
-        "board": board,
-        "show": show,
-    }
+    cases["total"] = counts[show]
+    return {"counts": counts, "escalations": escalations, "cases": cases, "board": board, "show": show}
 
 
 def stuck_reasons(code: str, actor: Actor) -> list[dict]:
@@ -1097,11 +1100,13 @@ def _as_date(value) -> date:
     return value if isinstance(value, date) else date.fromisoformat(str(value))
 
 
-def dashboard(actor: Actor, unit: str | None = None) -> dict:
+def dashboard(actor: Actor, unit: str | None = None, meanwhile: Callable[[], Any] | None = None):
     """The figures of each unit the actor supervises, and each parent's figures with its units below.
 
     Counts come from grouped SQL over typed columns; working-day averages are computed over
     the month's (received, acknowledged, explained) instants with the working calendar.
+    ``meanwhile``: another reader's work, done in this thread while a second connection still
+    counts; then (figures, what it returned) is returned.
     """
     units = _require_supervisor(actor)
     now = clock.now()
@@ -1186,27 +1191,32 @@ def dashboard(actor: Actor, unit: str | None = None) -> dict:
                     return read(reader)
             return call
 
+        def also():
+            return meanwhile() if meanwhile is not None else None
+
         # Many units' open cases (a city's): the two halves of the work run at once, on a second
         # connection (db.concurrently). A unit's passes are short, and a second thread would cost
         # what it saves.
         many = unit is None and (ALL_UNITS in units or len(units) > 1)
         if not db.is_sqlite():
             if many:
-                opened, monthly = db.concurrently(lambda: open_rows_with_stuck(session), own_session(month_rows))
+                (opened, beside), monthly = db.concurrently(lambda: (open_rows_with_stuck(session), also()),
+                                                            own_session(month_rows))
             else:
-                opened, monthly = open_rows_with_stuck(session), month_rows(session)
+                opened, monthly, beside = open_rows_with_stuck(session), month_rows(session), also()
             stuck = [(row[0], row[5]) for row in opened]
             opened = [row[:5] for row in opened]
         else:
             # SQLite has no INCLUDE: the stuck cases are a pass of their own over ix_requests_attention,
             # beside the kept counts and the month's figures.
             def kept_and_month(reader) -> tuple:
-                return kept_rows(reader), month_rows(reader)
+                return kept_rows(reader), month_rows(reader), also()
 
             if many:
-                (opened, monthly), stuck = db.concurrently(lambda: kept_and_month(session), own_session(stuck_rows))
+                (opened, monthly, beside), stuck = db.concurrently(lambda: kept_and_month(session),
+                                                                   own_session(stuck_rows))
             else:
-                (opened, monthly), stuck = kept_and_month(session), stuck_rows(session)
+                (opened, monthly, beside), stuck = kept_and_month(session), stuck_rows(session)
         explained, acknowledged, explained_days, rated = monthly
 
         for code, open_n, overdue_n, soon_n, escalated_n in opened:
@@ -1275,8 +1285,9 @@ def dashboard(actor: Actor, unit: str | None = None) -> dict:
         # The whole scope's live counts, each case once (a unit's own figures do not overlap).
         totals = {k: sum(own.get(code, {}).get(k, 0) for code in visible)
                   for k in ("open", "overdue", "escalated", "stuck", "due_soon")}
-        return {"month": month, "now": iso(now), "due_soon_working_days": DUE_SOON_WORKING_DAYS, "units": rows,
-                "totals": totals}
+        result = {"month": month, "now": iso(now), "due_soon_working_days": DUE_SOON_WORKING_DAYS, "units": rows,
+                  "totals": totals}
+        return result if meanwhile is None else (result, beside)
 
 
 # -- what the case page offers -------------------------------------------------------------------

@@ -179,7 +179,6 @@ class Generator:
         self.counters: dict[int, int] = {}
         self._folded: dict[str, str] = {}
         self._ack_days: dict[tuple, int] = {}
-        self.calendar = cal.WorkingCalendar()
 
     # Small pieces -----------------------------------------------------------------------
 

@@ -74,7 +74,7 @@ def _board_agrees_with_the_rows(engine) -> None:
 
     with engine.connect() as conn:
         kept = {row[0]: tuple(row[1:]) for row in conn.exec_driver_sql(
-            f"SELECT unit_code, open_cases, overdue_cases, escalated_cases FROM {models.BOARD_TABLE} "
+            f"SELECT unit_code, open_cases, overdue_cases, escalated_cases FROM {models.BOARD_TABLE.name} "
             "WHERE open_cases != 0 OR overdue_cases != 0 OR escalated_cases != 0")}
         counted = {row[0]: tuple(row[1:]) for row in conn.exec_driver_sql(models.BOARD_FROM_ROWS)}
     assert kept == counted, "requests_board disagrees with the open cases' rows"

@@ -569,7 +569,7 @@ class Attachment(Base):
 # plain scan: on FTS5 a word is a phrase of its trigrams (a substring match), and pg_trgm
 # rechecks each row it finds.
 
-from sqlalchemy import DDL, Column, MetaData, Table, column, event, table  # noqa: E402
+from sqlalchemy import DDL, column, event, table  # noqa: E402
 
 SEARCH_TABLE = table("requests_search", column("rowid"), column("search_text"), column("unit_code"))
 SEARCH_TRGM_INDEX = "ix_requests_search_trgm"
@@ -643,7 +643,9 @@ POSTGRESQL_PLANNER_DDL = (
 # units alone. SQLite serialises its writers, so the unit's counter row is never a point of
 # contention; PostgreSQL's writers would wait on it, and count in one pass there instead
 # (OPEN_BOARD_INDEX). Migration 0013 builds it on existing databases.
-BOARD_TABLE = "requests_board"
+# Named for queries as the search's table is, not mapped: no use case writes it.
+BOARD_TABLE = table("requests_board", column("unit_code"), column("open_cases"), column("overdue_cases"),
+                    column("escalated_cases"))
 _BOARD_ADD = ("INSERT INTO requests_board (unit_code, open_cases, overdue_cases, escalated_cases) "
               "{source} ON CONFLICT (unit_code) DO UPDATE SET open_cases = open_cases + 1, "
               "overdue_cases = overdue_cases + excluded.overdue_cases, "
@@ -670,10 +672,7 @@ SQLITE_BOARD_DDL = (
 # What the board holds, counted from the rows: the backfill, and the check that the two agree.
 BOARD_FROM_ROWS = ("SELECT unit_code, count(*), sum(overdue IS 1), sum(escalated IS 1) FROM requests "
                    "WHERE closed IS 0 GROUP BY unit_code")
-board = Table(BOARD_TABLE, MetaData(), Column("unit_code", String(32), primary_key=True),
-              Column("open_cases", Integer), Column("overdue_cases", Integer), Column("escalated_cases", Integer))
-
-UNMAPPED_OBJECTS = SEARCH_OBJECTS | {OPEN_BOARD_INDEX, BOARD_TABLE}
+UNMAPPED_OBJECTS = SEARCH_OBJECTS | {OPEN_BOARD_INDEX, BOARD_TABLE.name}
 for _statement in SQLITE_SEARCH_DDL + SQLITE_BOARD_DDL:
     event.listen(Request.__table__, "after_create", DDL(_statement).execute_if(dialect="sqlite"))
 for _statement in POSTGRESQL_PLANNER_DDL:

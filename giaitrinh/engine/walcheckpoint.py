@@ -45,9 +45,8 @@ def enabled() -> bool:
 class Checkpointer:
     """The checkpoint thread of one database file in one process."""
 
-    def __init__(self, path: str, pause: float = PAUSE):
+    def __init__(self, path: str):
         self.path = path
-        self.pause = pause
         self._wanted = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -93,7 +92,7 @@ class Checkpointer:
                     return
                 self._wanted.clear()
                 self.checkpoint(connection)
-                time.sleep(self.pause)  # the commits of that while are copied together
+                time.sleep(PAUSE)  # the commits of that while are copied together
         except sqlite3.Error:  # the file went away, or is not ours to write: the backstop checkpoints
             log.warning("background checkpoint of %s stopped", self.path, exc_info=True)
         finally:
@@ -126,8 +125,7 @@ def attach(engine: Engine) -> Checkpointer | None:
     if not enabled() or engine.dialect.name != "sqlite" or not database or database == ":memory:" \
             or database.startswith("file:"):
         return None
-    checkpointer = Checkpointer(os.path.abspath(database),
-                                float(os.environ.get("GIAITRINH_CHECKPOINT_PAUSE_SECONDS", PAUSE)))
+    checkpointer = Checkpointer(os.path.abspath(database))
     _checkpointers[engine] = checkpointer
 
     @event.listens_for(engine, "connect")

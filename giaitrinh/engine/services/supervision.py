@@ -16,7 +16,7 @@ from .. import attention, audit, calendar as cal, clock, db, forms, jobs, notifi
 from .. import units as unit_tree
 from ..accounts import ALL_UNITS, Actor, actor_by_username
 from ..errors import Conflict, Forbidden, NotFound, ServiceError, ValidationFailed
-from ..models import board
+from ..models import BOARD_TABLE as board
 from ..models import (AuditEvent, Escalation, Job, Membership, Request, SavedFilter, Setting, Task, TaskCandidate,
                       Unit, User, WorkflowState)
 from . import _common, documents

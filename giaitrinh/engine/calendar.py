@@ -152,11 +152,13 @@ def invalidate_cache() -> None:
 
 
 def load_calendar(session) -> WorkingCalendar:
-    """The calendar with the administrators' overrides, cached until they change."""
+    """The calendar with the administrators' overrides, cached until they change. ``session`` may
+    also be a Core connection (the inbox reads without a session)."""
     from . import db
 
     # Asked 22 times a lifecycle: the cached calendar is found before anything else is imported.
-    key = db.database_key(session.get_bind())
+    bind = session.get_bind() if hasattr(session, "get_bind") else session.engine
+    key = db.database_key(bind)
     cached = _cache.get(key)
     if cached is not None and _monotonic() - cached[0] < _CACHE_SECONDS:
         return cached[1]
@@ -166,8 +168,9 @@ def load_calendar(session) -> WorkingCalendar:
 
     days_off: dict[date, str] = {}
     working: dict[date, str] = {}
-    for row in session.execute(select(CalendarDay)).scalars():
-        (days_off if row.kind == "day_off" else working)[row.day] = row.note or ""
+    columns = select(CalendarDay.day, CalendarDay.kind, CalendarDay.note)
+    for day, kind, note in session.execute(columns):
+        (days_off if kind == "day_off" else working)[day] = note or ""
     calendar = WorkingCalendar(days_off=days_off, working_days=working)
     with _cache_lock:
         _cache[key] = (_monotonic(), calendar)

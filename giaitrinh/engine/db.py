@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from typing import Callable, Iterator, TypeVar
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.orm import Session, sessionmaker
@@ -23,6 +23,7 @@ from . import walcheckpoint
 _engine: Engine | None = None
 _session_factory: sessionmaker[Session] | None = None
 _reader_factory: sessionmaker[Session] | None = None
+_reader_engine: Engine | None = None
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -91,16 +92,15 @@ def widen_page_cache(session: Session) -> None:
 
 def init_db(url: str) -> Engine:
     """Point the engine at a database. Called once per process (app factory, CLI, tests)."""
-    global _engine, _session_factory, _reader_factory
+    global _engine, _session_factory, _reader_factory, _reader_engine
     if _engine is not None:
         walcheckpoint.detach(_engine)
         _engine.dispose()
     _engine = make_engine(url)
     _session_factory = sessionmaker(bind=_engine, expire_on_commit=False)
     # Readers must not take SQLite's write lock: lists stay fast while a writer works.
-    _reader_factory = sessionmaker(
-        bind=_engine.execution_options(giaitrinh_readonly=True), expire_on_commit=False
-    )
+    _reader_engine = _engine.execution_options(giaitrinh_readonly=True)
+    _reader_factory = sessionmaker(bind=_reader_engine, expire_on_commit=False)
     return _engine
 
 
@@ -176,6 +176,20 @@ def read_only() -> Iterator[Session]:
     finally:
         session.rollback()
         session.close()
+
+
+@contextmanager
+def reading() -> Iterator[Connection]:
+    """A Core connection in a read transaction, for reads of plain columns (``plainreads``):
+    a session's own set-up and tear-down cost more than an inbox look-up's statement."""
+    if _reader_engine is None:
+        raise RuntimeError("database not initialised: call engine.db.init_db(url) first")
+    with _reader_engine.connect() as connection:
+        connection.begin()
+        try:
+            yield connection
+        finally:
+            connection.rollback()
 
 
 # -- independent reads at once ---------------------------------------------------------------

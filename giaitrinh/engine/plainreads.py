@@ -1,0 +1,118 @@
+"""Reads of plain columns sent straight through the driver: the inbox a lifecycle looks up five times.
+
+A Core ``select`` of columns (no entities) run on ``Connection.execute`` costs some 60 µs of
+SQLAlchemy's own work around a statement SQLite runs in 10 to 50: the statement's cache key, the
+compiled cache, the execution context, the result's metadata. ``rows`` does what those amount to
+for a statement it has seen before: the SQL compiled by SQLAlchemy once per dialect and shape of
+its list parameters (an ``expanding`` IN of 1 unit and of 3 are two SQL strings), the parameters
+converted by their columns' types and put in the driver's order, the values read back converted by
+the columns' types (``UtcDateTime``'s aware datetimes), as tuples.
+
+The statements are the module-level ones of the use cases, built once (``tasks._inbox_query``):
+the cache is keyed by the statement object itself, so a statement built on each call would be
+compiled on each call (and the cache is emptied when it holds 1,024). An entity's select gives
+its columns as tuples, not objects: this is for plain columns.
+"""
+from __future__ import annotations
+
+import threading
+import weakref
+from typing import Any, Callable, NamedTuple
+
+from sqlalchemy.exc import DBAPIError, InvalidRequestError
+from sqlalchemy.sql import Select
+
+# (statement, lengths of its list parameters) per dialect; at most this many statements a dialect.
+_MAX_STATEMENTS = 1024
+
+
+class _Read(NamedTuple):
+    sql: str
+    # One getter per driver parameter, in its order (positional drivers) or with its name.
+    getters: tuple[tuple[str, Callable[[dict], Any]], ...]
+    positional: bool
+    results: tuple[Callable[[Any], Any] | None, ...]  # per column: its type's conversion, if any
+    any_result: bool
+
+
+_reads: "weakref.WeakKeyDictionary[Any, dict[tuple, _Read]]" = weakref.WeakKeyDictionary()
+_reads_lock = threading.Lock()
+
+
+def _getter(name: str, given: dict, expanded_from: dict[str, tuple[str, int]], constants: dict, processor):
+    source = expanded_from.get(name)
+    if source is None and name not in given:
+        # A value written in the statement (``status == "open"``): the same on every call.
+        value = constants[name]
+        value = processor(value) if processor is not None else value
+        return lambda params: value
+    if source is None:
+        fetch = lambda params, name=name: params[name]  # noqa: E731
+    else:
+        fetch = lambda params, source=source[0], index=source[1]: params[source][index]  # noqa: E731
+    if processor is None:
+        return fetch
+    return lambda params: processor(fetch(params))
+
+
+def _build(dialect, statement: Select, params: dict) -> _Read:
+    compiled = statement.compile(dialect=dialect)
+    expanded = compiled.construct_expanded_state(params)
+    expanded_from = {name: (source, index) for source, names in expanded.parameter_expansion.items()
+                     for index, name in enumerate(names)}
+    processors = expanded.processors
+    if dialect.positional:
+        names = expanded.positiontup
+    else:
+        names = tuple(expanded.parameters)
+    getters = tuple((name, _getter(name, params, expanded_from, expanded.parameters, processors.get(name)))
+                    for name in names)
+    results = tuple(column.type.dialect_impl(dialect).result_processor(dialect, None)
+                    for column in statement.selected_columns)
+    return _Read(expanded.statement, getters, dialect.positional, results, any(r is not None for r in results))
+
+
+def _read_for(dialect, statement: Select, params: dict) -> _Read:
+    shape = tuple(len(value) for value in params.values() if isinstance(value, (list, tuple)))
+    key = (statement, shape)
+    of_dialect = _reads.get(dialect)
+    found = of_dialect.get(key) if of_dialect is not None else None
+    if found is None:
+        if not isinstance(statement, Select):
+            raise TypeError("plainreads.rows reads a Select")
+        found = _build(dialect, statement, params)
+        with _reads_lock:
+            cache = _reads.setdefault(dialect, {})
+            if len(cache) >= _MAX_STATEMENTS:
+                cache.clear()  # statements built per call: compiled again, never an unbounded cache
+            cache[key] = found
+    return found
+
+
+def rows(connection, statement: Select, params: dict) -> list[tuple]:
+    """The rows of ``statement`` with ``params``, on ``connection`` (a Core connection or a session,
+    in its transaction), as tuples of the values the columns' types give back."""
+    connection = connection.connection() if hasattr(connection, "get_bind") else connection
+    dialect = connection.dialect
+    read = _read_for(dialect, statement, params)
+    try:
+        if read.positional:
+            bound = tuple(get(params) for _name, get in read.getters)
+        else:
+            bound = {name: get(params) for name, get in read.getters}
+    except KeyError as exc:  # as Core says it of a statement it runs
+        raise InvalidRequestError(f"A value is required for bind parameter {exc.args[0]!r}") from None
+    driver = connection.connection.driver_connection
+    cursor = driver.cursor()
+    try:
+        cursor.execute(read.sql, bound)
+        fetched = cursor.fetchall()
+    except dialect.loaded_dbapi.Error as exc:  # raised as SQLAlchemy's, as Core's execute would
+        raise DBAPIError.instance(read.sql, bound, exc, dialect.loaded_dbapi.Error) from exc
+    finally:
+        cursor.close()
+    if not read.any_result:
+        return [tuple(row) for row in fetched]
+    results = read.results
+    return [tuple(value if convert is None or value is None else convert(value)
+                  for convert, value in zip(results, row)) for row in fetched]

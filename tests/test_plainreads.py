@@ -1,0 +1,62 @@
+"""Plain-column reads through the driver (engine/plainreads.py) give what Core's execution gives."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import bindparam, func, select
+from sqlalchemy.exc import DBAPIError, InvalidRequestError
+
+from giaitrinh.engine import clock, db, plainreads
+from giaitrinh.engine.models import Request, Task
+
+from .helpers import do, submit
+
+# A list parameter, a value written in the statement, a datetime compared and read back.
+_OPEN_OF_UNITS = (
+    select(Task.id, Task.step, Task.created_at, Task.due_at, Request.code, Request.suspended_at)
+    .join(Request, Request.id == Task.request_id)
+    .where(Task.status == "open", Task.unit_code.in_(bindparam("units", expanding=True)),
+           Task.created_at <= bindparam("now"))
+    .order_by(Task.id))
+_COUNT = select(func.count()).select_from(Task).where(Task.step == bindparam("step"))
+
+
+def test_the_same_rows_as_core(database, people):
+    codes = [submit()["code"] for _ in range(3)]
+    do(codes[0], "receive", people["tiepnhan"], {"decision": "accept"})
+    later = clock.now() + timedelta(days=1)
+    for units in (["MX"], ["MX", "TP", "XX"], ["XX"], []):
+        params = {"units": units, "now": later}
+        with db.reading() as connection:
+            ours = plainreads.rows(connection, _OPEN_OF_UNITS, params)
+            cores = [tuple(row) for row in connection.execute(_OPEN_OF_UNITS, params)]
+        assert ours == cores
+        assert bool(ours) == ("MX" in units)
+    with db.reading() as connection:
+        rows = plainreads.rows(connection, _OPEN_OF_UNITS, {"units": ["MX"], "now": later})
+    assert {row[1] for row in rows} == {"receive", "assign"}
+    assert all(row[2].tzinfo is not None and row[5] is None for row in rows)  # aware datetimes, as Core's
+    with db.transaction() as session:  # a session's transaction serves as well
+        assert plainreads.rows(session, _COUNT, {"step": "receive"}) == [(3,)]
+
+
+def test_a_driver_error_is_raised_as_sqlalchemys(database):
+    with db.reading() as connection:
+        assert plainreads.rows(connection, _COUNT, {"step": "receive"}) == [(0,)]
+        for _ in range(2):  # when first compiled and when found compiled
+            with pytest.raises(InvalidRequestError, match="'step'"):
+                plainreads.rows(connection, _COUNT, {})
+    bad = select(func.no_such_function(Task.id))
+    with db.reading() as connection:
+        with pytest.raises(DBAPIError):
+            plainreads.rows(connection, bad, {})
+
+
+def test_the_cache_stays_bounded(database, monkeypatch):
+    monkeypatch.setattr(plainreads, "_MAX_STATEMENTS", 4)
+    with db.reading() as connection:
+        for step in range(10):  # a statement built per call is compiled per call, not kept forever
+            plainreads.rows(connection, select(func.count()).select_from(Task).where(Task.step == f"s{step}"), {})
+        cache = plainreads._reads[connection.dialect]
+    assert len(cache) <= 4

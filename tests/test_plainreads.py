@@ -12,11 +12,12 @@ from giaitrinh.engine.models import Request, Task
 
 from .helpers import do, submit
 
-# A list parameter, a value written in the statement, a datetime compared and read back.
+# A list parameter, values written in the statement (one a list), a datetime compared and read back.
 _OPEN_OF_UNITS = (
     select(Task.id, Task.step, Task.created_at, Task.due_at, Request.code, Request.suspended_at)
     .join(Request, Request.id == Task.request_id)
-    .where(Task.status == "open", Task.unit_code.in_(bindparam("units", expanding=True)),
+    .where(Task.status == "open", Task.step.in_(("receive", "assign", "explain")),
+           Task.unit_code.in_(bindparam("units", expanding=True)),
            Task.created_at <= bindparam("now"))
     .order_by(Task.id))
 _COUNT = select(func.count()).select_from(Task).where(Task.step == bindparam("step"))

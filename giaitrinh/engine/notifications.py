@@ -23,7 +23,7 @@ from sqlalchemy import bindparam, event, or_, select
 from sqlalchemy.orm import Session
 
 from . import calendar as cal
-from . import clock, mail, rowwrites
+from . import clock, mail, plainreads, rowwrites
 from . import units as unit_tree
 from .errors import NotFound, ValidationFailed
 from .models import Membership, Notification, OutboxMessage, Request, User
@@ -340,8 +340,8 @@ _USER_EMAIL = select(User.is_active, User.email).where(User.username == bindpara
 
 
 def _user_email(session: Session, username: str) -> tuple[bool, str | None] | None:
-    row = session.connection().execute(_USER_EMAIL, {"username": username}).first()
-    return None if row is None else (bool(row[0]), row[1])
+    rows = plainreads.rows(session, _USER_EMAIL, {"username": username})
+    return None if not rows else (bool(rows[0][0]), rows[0][1])
 
 
 def _notice(request: Request, username: str, kind: str, title: str, body_vi: str, body_en: str) -> dict:

@@ -41,8 +41,10 @@ _reads_lock = threading.Lock()
 
 def _getter(name: str, given: dict, expanded_from: dict[str, tuple[str, int]], constants: dict, processor):
     source = expanded_from.get(name)
-    if source is None and name not in given:
-        # A value written in the statement (``status == "open"``): the same on every call.
+    asked_for = name if source is None else source[0]
+    if asked_for not in given:
+        # A value written in the statement (``status == "open"``, ``action.in_((...))``): the same
+        # on every call.
         value = constants[name]
         value = processor(value) if processor is not None else value
         return lambda params: value

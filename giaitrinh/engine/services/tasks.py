@@ -238,7 +238,7 @@ def _officials_of(session, unit_code: str) -> list[tuple[str, str]]:
     ancestors = unit_tree.ancestors_cached(session, unit_code)
     # Two columns, not User entities: those would also load every user's memberships. On the
     # connection, as no use case adds officials and assigns a case in one transaction.
-    rows = session.connection().execute(_UNIT_OFFICIALS, {"units": list(ancestors)}).all()
+    rows = plainreads.rows(session, _UNIT_OFFICIALS, {"units": list(ancestors)})
     seen: set[int] = set()
     officials = []
     for user_id, username, full_name in rows:  # one row per matching membership

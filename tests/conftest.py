@@ -143,3 +143,42 @@ def _fast_load_matches_spiffworkflow(monkeypatch):
         return workflow
 
     monkeypatch.setattr(runtime, "_workflow_from_dict", checked)
+
+
+def _tree(workflow) -> list:
+    """A workflow's tasks as SpiffWorkflow would store them, but when each state changed."""
+    from giaitrinh.engine import runtime
+
+    dct = runtime._serializer.to_dict(workflow)
+    return [(key, {k: v for k, v in task.items() if k != "last_state_change"}) for key, task in dct["tasks"].items()]
+
+
+@pytest.fixture(autouse=True)
+def _walks_match_spiffworkflow(monkeypatch):
+    """Every walk of a task tree the engine makes in any test finds what SpiffWorkflow's iterator
+    finds, in its order; and every update of the waiting tasks leaves a copy of the tree as
+    SpiffWorkflow's own update leaves another."""
+    from SpiffWorkflow.bpmn.util.subworkflow import BpmnBaseWorkflow
+
+    from giaitrinh.engine import runtime
+
+    def checked_walk(self, first_task=None, **kwargs):
+        found = list(runtime._get_tasks_iterator(self, first_task, **kwargs))
+        assert found == list(runtime._shipped_get_tasks_iterator(self, first_task, **kwargs))
+        return iter(found)
+
+    def checked_update(self):
+        if self is not self.top_workflow or not runtime._walkable(self):
+            return runtime._update_waiting_tasks(self)
+        copies = []
+        for update in (runtime._shipped_update_waiting_tasks, runtime._update_waiting_tasks):
+            copy_of = runtime._serializer.from_dict(runtime._serializer.to_dict(self), spec=self.spec,
+                                                    subprocess_specs=self.subprocess_specs)
+            copy_of.script_engine = self.script_engine
+            update(copy_of)
+            copies.append(_tree(copy_of))
+        assert copies[0] == copies[1]
+        runtime._update_waiting_tasks(self)
+
+    monkeypatch.setattr(BpmnBaseWorkflow, "get_tasks_iterator", checked_walk)
+    monkeypatch.setattr(BpmnBaseWorkflow, "update_waiting_tasks", checked_update)

@@ -30,3 +30,28 @@ def test_nothing_is_built_for_a_logger_that_writes_nothing(world, people, monkey
     assert not spiff_task.logger.isEnabledFor(logging.INFO)
     do(code, "receive", people["tiepnhan"], {"decision": "accept"})
     assert built == []
+
+
+def test_the_walks_are_taken_only_where_they_visit_what_the_iterator_visits(world, people, monkeypatch):
+    from types import GeneratorType
+
+    from SpiffWorkflow.bpmn.util.task import BpmnTaskIterator
+    from SpiffWorkflow.util.task import TaskState
+
+    from giaitrinh.engine import db
+    from giaitrinh.engine.models import Request
+    from giaitrinh.engine.services import _common
+
+    code = submit()["code"]
+    do(code, "receive", people["tiepnhan"], {"decision": "accept"})
+    with db.read_only() as session:
+        request = session.query(Request).filter_by(code=code).one()
+        workflow = _common.load_running(session, request)[0].workflow
+    walk = runtime._get_tasks_iterator
+    assert isinstance(walk(workflow, state=TaskState.READY), GeneratorType)
+    assert [t.task_spec.name for t in walk(workflow, state=TaskState.READY, manual=True)] == ["assign"]
+    # Anything else asked, a start below the root, or a tree that deep: SpiffWorkflow's own iterator.
+    assert isinstance(walk(workflow, state=TaskState.READY, spec_name="assign"), BpmnTaskIterator)
+    assert isinstance(walk(workflow, workflow.task_tree, state=TaskState.READY), BpmnTaskIterator)
+    monkeypatch.setattr(runtime, "_WALK_MAX_TASKS", len(workflow.tasks))
+    assert isinstance(walk(workflow, state=TaskState.READY), BpmnTaskIterator)

@@ -36,6 +36,7 @@ from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinitio
 from SpiffWorkflow.bpmn.specs.mixins.events.event_types import CatchingEvent
 from SpiffWorkflow.bpmn.specs.mixins.events.intermediate_event import BoundaryEvent
 from SpiffWorkflow.bpmn.util.event import BpmnEvent
+from SpiffWorkflow.bpmn.util.subworkflow import BpmnBaseWorkflow
 from SpiffWorkflow.spiff.parser import SpiffBpmnParser
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
 from SpiffWorkflow import task as _spiff_task
@@ -109,7 +110,8 @@ if TASK_IDS_AS_STRINGS:  # where SpiffWorkflow makes and parses task ids (TASK_I
 # SpiffWorkflow builds the extras of a log record (a dict of eight fields, two state names) at every
 # task state change, before the logger decides whether to write it: 1.5% of a lifecycle, with the
 # logger at its default level, which writes none. The same method, that builds them only when the
-# record is written. GIAITRINH_SPIFF_AS_SHIPPED=1 leaves this, and the string task ids, as shipped.
+# record is written. GIAITRINH_SPIFF_AS_SHIPPED=1 leaves this, the walks below and the string task
+# ids as shipped.
 SPIFF_AS_SHIPPED = os.environ.get("GIAITRINH_SPIFF_AS_SHIPPED", "") == "1"
 
 
@@ -128,6 +130,67 @@ def _set_state(self, value: int) -> None:
 
 if not SPIFF_AS_SHIPPED:
     SpiffTask._set_state = _set_state
+
+
+# SpiffWorkflow finds a workflow's READY and WAITING tasks by walking its whole task tree with a
+# general iterator (a filter object, a depth count, a list it pops from the front), some thirty
+# walks a step: a sixth of a lifecycle. For the walks that ask only for states (and ``manual``),
+# in a workflow without subprocesses, ``_walk`` visits the same tasks in the same order: depth
+# first, a task before its children, below a task only if its state is at least the lowest state
+# the asked states can follow (TaskIterator.min_state), and lazily, as the iterator does (a task's
+# children are read when the task is reached, before the caller sees it, so tasks that running it
+# adds are walked too). The iterator stops descending 1,000 levels down: a tree of fewer tasks
+# than that never gets there; a larger one, or one with subprocesses, is left to the iterator.
+# tests/test_spiff_tuning.py compares both at every step of every path of the lifecycle.
+_WALK_MAX_TASKS = 1000
+_FILTERS_WALKED = frozenset(("state", "manual"))
+
+
+def _lowest_state_followed(state: int) -> int:
+    if state & TaskState.PREDICTED_MASK:
+        return TaskState.MAYBE
+    if state & TaskState.DEFINITE_MASK:
+        return TaskState.FUTURE
+    return TaskState.COMPLETED
+
+
+def _walk(workflow, state: int = TaskState.ANY_MASK, manual: bool | None = None):
+    lowest = _lowest_state_followed(state)
+    tasks = workflow.tasks
+    stack = [workflow.task_tree]
+    while stack:
+        task = stack.pop()
+        children = task._children
+        if children and task._state >= lowest:
+            stack.extend(tasks.get(child) for child in reversed(children))
+        if task._state & state and task.last_state_change >= 0 and (manual is None or task.task_spec.manual == manual):
+            yield task
+
+
+def _walkable(workflow) -> bool:
+    return not workflow.top_workflow.subprocesses and len(workflow.tasks) < _WALK_MAX_TASKS
+
+
+_shipped_get_tasks_iterator = BpmnBaseWorkflow.get_tasks_iterator
+_shipped_update_waiting_tasks = BpmnBaseWorkflow.update_waiting_tasks
+
+
+def _get_tasks_iterator(self, first_task=None, **kwargs):
+    if first_task is None and kwargs.keys() <= _FILTERS_WALKED and _walkable(self):
+        return _walk(self, kwargs.get("state", TaskState.ANY_MASK), kwargs.get("manual"))
+    return _shipped_get_tasks_iterator(self, first_task, **kwargs)
+
+
+def _update_waiting_tasks(self) -> None:
+    if not _walkable(self):
+        return _shipped_update_waiting_tasks(self)
+    for task in _walk(self, TaskState.WAITING):
+        task.task_spec._update(task)
+
+
+if not SPIFF_AS_SHIPPED:
+    BpmnBaseWorkflow.get_tasks_iterator = _get_tasks_iterator
+    BpmnBaseWorkflow.update_waiting_tasks = _update_waiting_tasks
 
 _spec_cache: dict[str, tuple[Any, dict]] = {}
 _spec_lock = threading.Lock()

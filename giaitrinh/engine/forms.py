@@ -4,8 +4,6 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-
-from copy import deepcopy
 from typing import Any, Callable
 
 from jsonschema import Draft202012Validator
@@ -101,14 +99,23 @@ def validate(schema: dict, data: Any) -> dict[str, str]:
 
 
 def with_options(schema: dict, sources: dict[str, Callable[[], list[tuple[str, str]]]]) -> dict:
-    """Fill properties marked ``x-source`` with the allowed values (e.g. the unit's officials)."""
-    schema = deepcopy(schema)
-    for prop in schema.get("properties", {}).values():
+    """Fill properties marked ``x-source`` with the allowed values (e.g. the unit's officials).
+
+    ``schema`` is left as it is (it is the deployed definition's, shared): the result is a new
+    schema, a new ``properties`` and a new dict for each property filled; what it does not change
+    it shares with ``schema``, to be read, not changed. Copying the whole form for every
+    completion cost more than validating the data against it."""
+    properties = schema.get("properties", {})
+    filled = {}
+    for name, prop in properties.items():
         source = prop.get("x-source") if isinstance(prop, dict) else None
         if source in sources:
             options = sources[source]()
-            prop["oneOf"] = [{"const": value, "title": label} for value, label in options] or [{"const": "", "title": "—"}]
-    return schema
+            filled[name] = {**prop, "oneOf": [{"const": value, "title": label} for value, label in options]
+                            or [{"const": "", "title": "—"}]}
+    if "properties" not in schema:
+        return dict(schema)
+    return {**schema, "properties": {**properties, **filled}}
 
 
 def field_names(schema: dict) -> list[str]:

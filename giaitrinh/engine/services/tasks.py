@@ -289,7 +289,8 @@ def _task_row(session, task_id: str, actor: Actor, lock: bool = False) -> Task:
 _CASE_OF_TASK = (
     select(Task, WorkflowState, AuditHead, Job).join(WorkflowState, WorkflowState.request_id == Task.request_id)
     .outerjoin(AuditHead, and_(AuditHead.id == 1, Task.id == bindparam("task_id")))
-    .outerjoin(Job, and_(Job.request_id == Task.request_id, Job.status.in_(("waiting", "paused"))))
+    # Two equalities, not IN: an IN of values is expanded into the SQL at every execution.
+    .outerjoin(Job, and_(Job.request_id == Task.request_id, or_(Job.status == "waiting", Job.status == "paused")))
     .where(Task.request_id == select(Task.request_id).where(Task.id == bindparam("task_id")).scalar_subquery(),
            or_(Task.status == projection.OPEN_TASK, Task.id == bindparam("task_id"))))
 _WAITING_JOBS = select(Job).where(Job.request_id == bindparam("request_id"), Job.status.in_(("waiting", "paused")))

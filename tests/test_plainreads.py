@@ -61,3 +61,19 @@ def test_the_cache_stays_bounded(database, monkeypatch):
             plainreads.rows(connection, select(func.count()).select_from(Task).where(Task.step == f"s{step}"), {})
         cache = plainreads._reads[connection.dialect]
     assert len(cache) <= 4
+
+
+def test_a_write_returning_its_rows_and_a_write_returning_none(database):
+    from sqlalchemy import update
+
+    from giaitrinh.engine.models import Counter
+    from giaitrinh.engine.services import _common
+
+    with db.transaction() as session:
+        assert [_common.next_in_register(session, "test:register") for _ in range(3)] == [1, 2, 3]
+    with db.transaction() as session:
+        assert _common.next_in_register(session, "test:register") == 4  # kept by the commit
+        with pytest.raises(TypeError, match="RETURNING"):
+            plainreads.rows(session, update(Counter).values(value=0), {})
+    with db.reading() as connection:
+        assert connection.execute(select(Counter.value).where(Counter.name == "test:register")).scalar_one() == 4

@@ -57,7 +57,7 @@ def _getter(name: str, given: dict, expanded_from: dict[str, tuple[str, int]], c
     return lambda params: processor(fetch(params))
 
 
-def _build(dialect, statement: Select, params: dict) -> _Read:
+def _build(dialect, statement, params: dict) -> _Read:
     compiled = statement.compile(dialect=dialect)
     expanded = compiled.construct_expanded_state(params)
     expanded_from = {name: (source, index) for source, names in expanded.parameter_expansion.items()
@@ -69,19 +69,20 @@ def _build(dialect, statement: Select, params: dict) -> _Read:
         names = tuple(expanded.parameters)
     getters = tuple((name, _getter(name, params, expanded_from, expanded.parameters, processors.get(name)))
                     for name in names)
-    results = tuple(column.type.dialect_impl(dialect).result_processor(dialect, None)
-                    for column in statement.selected_columns)
+    # The columns the statement returns, in order, with their types: a select's or a RETURNING's.
+    results = tuple(entry.type.dialect_impl(dialect).result_processor(dialect, None)
+                    for entry in compiled._result_columns)
     return _Read(expanded.statement, getters, dialect.positional, results, any(r is not None for r in results))
 
 
-def _read_for(dialect, statement: Select, params: dict) -> _Read:
+def _read_for(dialect, statement, params: dict) -> _Read:
     shape = tuple(len(value) for value in params.values() if isinstance(value, (list, tuple)))
     key = (statement, shape)
     of_dialect = _reads.get(dialect)
     found = of_dialect.get(key) if of_dialect is not None else None
     if found is None:
-        if not isinstance(statement, Select):
-            raise TypeError("plainreads.rows reads a Select")
+        if not isinstance(statement, Select) and not getattr(statement, "_returning", ()):
+            raise TypeError("plainreads.rows runs a Select, or a write with RETURNING")
         found = _build(dialect, statement, params)
         with _reads_lock:
             cache = _reads.setdefault(dialect, {})
@@ -91,9 +92,10 @@ def _read_for(dialect, statement: Select, params: dict) -> _Read:
     return found
 
 
-def rows(connection, statement: Select, params: dict) -> list[tuple]:
+def rows(connection, statement, params: dict) -> list[tuple]:
     """The rows of ``statement`` with ``params``, on ``connection`` (a Core connection or a session,
-    in its transaction), as tuples of the values the columns' types give back."""
+    in its transaction), as tuples of the values the columns' types give back. ``statement`` is a
+    ``Select``, or a write whose RETURNING gives rows (a register's next number)."""
     connection = connection.connection() if hasattr(connection, "get_bind") else connection
     dialect = connection.dialect
     read = _read_for(dialect, statement, params)

@@ -31,3 +31,23 @@ def do(code, step, actor, data):
 def to_explain(code, people):
     do(code, "receive", people["tiepnhan"], {"decision": "accept"})
     do(code, "assign", people["lanhdao"], {"assignee": "chuyenvien"})
+
+
+def refreshes_while(action) -> int:
+    """How many times the facts were recomputed from the rows by a statement of their own."""
+    from giaitrinh.engine import attention, plainsql
+
+    seen = []
+    run = plainsql.execute
+
+    def record(connection, statement, params):
+        if statement is attention._REFRESH:
+            seen.append(params)
+        return run(connection, statement, params)
+
+    plainsql.execute = record
+    try:
+        action()
+    finally:
+        plainsql.execute = run
+    return len(seen)

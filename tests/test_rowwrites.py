@@ -12,7 +12,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from giaitrinh.engine import clock, db, rowwrites
 from giaitrinh.engine.models import Job, Request, Task, WorkflowState
 
-from .helpers import do, submit
+from .helpers import do, refreshes_while, submit
 
 
 def _statements_while(action) -> list[str]:
@@ -195,8 +195,7 @@ def test_a_row_set_to_what_it_was_still_has_its_case_facts_refreshed(world, monk
         request = _request(session, code)
         task = session.execute(select(Task).where(Task.request_id == request.id)).scalar_one()
         task.status = task.status
-        statements = _statements_while(session.flush)
-    assert sum(s.startswith("UPDATE REQUESTS SET") for s in statements) == 1
+        assert refreshes_while(session.flush) == 1
 
 
 def test_a_task_given_a_new_id_is_left_to_the_unit_of_work_which_moves_its_identity(world):

@@ -10,7 +10,7 @@ from giaitrinh.engine import attention, calendar as cal, clock, db, timers
 from giaitrinh.engine.models import Escalation, Job, Request, Task
 from giaitrinh.engine.services import requests, supervision, tasks
 
-from .helpers import EXPLANATION, do, submit, task_id, to_explain
+from .helpers import EXPLANATION, do, refreshes_while, submit, task_id, to_explain
 from .test_supervision import make_incident, make_user
 
 REASONS = tuple(supervision.STUCK_REASONS)
@@ -192,45 +192,27 @@ def test_a_failed_job_that_was_all_the_case_had_left_is_also_nothing_waiting(wor
     assert check(boss, [code, other]) == {code: set(), other: set()}
 
 
-def _refreshes_while(action) -> int:
-    """How many times the facts were recomputed from the rows by a statement of their own."""
-    from sqlalchemy import event
-
-    seen = []
-
-    def record(_conn, _cursor, statement, *_args):
-        if statement.lstrip().upper().startswith("UPDATE REQUESTS SET TASK_DUE_AT=(SELECT"):
-            seen.append(statement)
-
-    event.listen(db.get_engine(), "before_cursor_execute", record)
-    try:
-        action()
-    finally:
-        event.remove(db.get_engine(), "before_cursor_execute", record)
-    return len(seen)
-
-
 def test_a_step_that_leaves_a_task_open_writes_the_facts_with_the_request_row(world, people, fixed_clock, monkeypatch):
     boss = people["thanhtra"]
     code = submit()["code"]
     # A step completed, the next one open: known from the projection, no statement of their own.
-    assert _refreshes_while(lambda: do(code, "receive", people["tiepnhan"], {"decision": "accept"})) == 0
+    assert refreshes_while(lambda: do(code, "receive", people["tiepnhan"], {"decision": "accept"})) == 0
     check(boss, [code])
     # A deadline fired: the escalation task open and the new escalation flag the case, in memory too.
     fixed_clock.advance(days=30)
-    assert _refreshes_while(timers.run_due) == 0
+    assert refreshes_while(timers.run_due) == 0
     check(boss, [code])
     with db.read_only() as session:
         assert session.execute(select(Request.escalated).where(Request.code == code)).scalar_one()
     # Handling the escalation resolves it: whether another stays open is read from the rows.
-    assert _refreshes_while(lambda: tasks.complete(task_id(code, "escalate", people["lanhdao"]),
+    assert refreshes_while(lambda: tasks.complete(task_id(code, "escalate", people["lanhdao"]),
                                                    {"cause": "Nghỉ ốm", "action": "Giao người khác"},
                                                    people["lanhdao"])) == 1
     check(boss, [code])
     # Past the cases a flush judges in memory, one statement for all of them.
     monkeypatch.setattr(attention, "IN_MEMORY_CASES", 0)
     other = submit()["code"]
-    assert _refreshes_while(lambda: do(other, "receive", people["tiepnhan"], {"decision": "accept"})) == 1
+    assert refreshes_while(lambda: do(other, "receive", people["tiepnhan"], {"decision": "accept"})) == 1
     check(boss, [code, other])
 
 
@@ -241,7 +223,7 @@ def test_a_scheduler_batch_of_deadlines_judges_every_case_in_memory(world, peopl
     for code in codes:
         do(code, "receive", people["tiepnhan"], {"decision": "accept"})
     fixed_clock.advance(days=30)
-    assert _refreshes_while(timers.run_due) == 0
+    assert refreshes_while(timers.run_due) == 0
     check(boss, codes)
     with db.read_only() as session:
         assert set(session.execute(select(Request.escalated).where(Request.code.in_(codes))).scalars()) == {True}

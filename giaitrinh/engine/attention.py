@@ -47,6 +47,7 @@ from sqlalchemy import bindparam, event, exists, func, inspect, or_, select, upd
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import instance_state
 
+from . import plainsql
 from .models import Escalation, Job, Request, Task
 
 OPEN_TASK = "open"
@@ -85,7 +86,7 @@ def _refresh(session: Session, request_ids: Iterable[int], in_flush: bool) -> No
     ids = sorted({i for i in request_ids if i is not None})
     if not ids:
         return
-    session.connection().execute(_REFRESH, {"ids": ids})
+    plainsql.execute(session, _REFRESH, {"ids": ids})
     for request_id in ids:
         held = session.identity_map.get(session.identity_key(Request, (request_id,)))
         if held is None:

@@ -23,7 +23,7 @@ from sqlalchemy import bindparam, event, or_, select
 from sqlalchemy.orm import Session
 
 from . import calendar as cal
-from . import clock, mail, plainreads, rowwrites
+from . import clock, mail, plainsql, rowwrites
 from . import units as unit_tree
 from .errors import NotFound, ValidationFailed
 from .models import Membership, Notification, OutboxMessage, Request, User
@@ -340,7 +340,7 @@ _USER_EMAIL = select(User.is_active, User.email).where(User.username == bindpara
 
 
 def _user_email(session: Session, username: str) -> tuple[bool, str | None] | None:
-    rows = plainreads.rows(session, _USER_EMAIL, {"username": username})
+    rows = plainsql.rows(session, _USER_EMAIL, {"username": username})
     return None if not rows else (bool(rows[0][0]), rows[0][1])
 
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, undefer
 from sqlalchemy.orm.exc import StaleDataError
 
 from .. import calendar as cal
-from .. import audit, clock, db, notifications, plainreads, projection, redaction, runtime
+from .. import audit, clock, db, notifications, plainsql, projection, redaction, runtime
 from ..errors import Conflict, NotFound
 from ..models import AuditEvent, Counter, Definition, Escalation, Job, RedactionRule, Request, Task, Unit, WorkflowState
 
@@ -228,10 +228,10 @@ def next_in_register(session: Session, name: str) -> int:
 
     One ``UPDATE ... RETURNING`` takes the number and holds the row's lock until commit, so two
     use cases numbering at once get consecutive numbers; the register's first number creates the row.
-    Through the driver (plainreads), in the session's transaction: no counter is an ORM object a
+    Through the driver (plainsql), in the session's transaction: no counter is an ORM object a
     use case changes, and even Core's handling of the statement cost four times SQLite running it.
     """
-    bumped = plainreads.rows(session, _BUMP, {"counter": name})
+    bumped = plainsql.rows(session, _BUMP, {"counter": name})
     number = bumped[0][0] if bumped else None
     if number is None:
         connection = session.connection()
@@ -252,8 +252,8 @@ _DEPLOYED_ID = (select(Definition.id).where(Definition.key == bindparam("key"), 
 
 def deployed_version(session: Session, key: str = DEFAULT_PROCESS) -> DefinitionVersion:
     """What new requests start on: the latest deployed version (its status read now, its content cached)."""
-    # Through the driver (plainreads): a column read, without the ORM's handling of a statement or an autoflush.
-    found = plainreads.rows(session, _DEPLOYED_ID, {"key": key})
+    # Through the driver (plainsql): a column read, without the ORM's handling of a statement or an autoflush.
+    found = plainsql.rows(session, _DEPLOYED_ID, {"key": key})
     definition_id = found[0][0] if found else None
     if definition_id is None:
         raise NotFound(f"quy trình {key} chưa được triển khai (process not deployed)")
@@ -331,7 +331,7 @@ def _dialogue_minutes(session: Session, request_id: int) -> list[tuple[datetime,
     # Three columns, not Task entities: the rows are only read, and entities cost a flush check each;
     # on the connection, which neither flushes nor puts the ORM's handling around the statement.
     rows = {task_id: (completed_at, data) for task_id, completed_at, data
-            in plainreads.rows(session, _DIALOGUE_MINUTES, {"request_id": request_id})}
+            in plainsql.rows(session, _DIALOGUE_MINUTES, {"request_id": request_id})}
     for obj in (*session.new, *session.dirty):
         if isinstance(obj, Task) and obj.request_id == request_id:
             if obj.step == "dialogue" and obj.status == "completed" and obj.completed_at is not None:
@@ -361,7 +361,7 @@ def suspended_days(session: Session, request_id: int, until: datetime) -> int:
     """Calendar days a case stood suspended (art. 14), as ``supervision.resume`` moves deadlines by."""
     # Audit events are not ORM objects: no autoflush needed, only those a batch holds (audit.defer_inserts).
     audit.write_deferred(session)
-    events = plainreads.rows(session, _SUSPENSIONS, {"request_id": request_id})
+    events = plainsql.rows(session, _SUSPENSIONS, {"request_id": request_id})
     total, since = 0, None
     for action, at in events:
         if action == "suspended" and since is None:
@@ -410,7 +410,7 @@ _ACTIVE_RULES = (select(RedactionRule.pattern, RedactionRule.is_regex)
 
 def redaction_rules(session: Session) -> list[redaction.Rule]:
     # No use case changes rules and publishes in one transaction: no autoflush for them.
-    return [redaction.Rule(pattern, is_regex) for pattern, is_regex in plainreads.rows(session, _ACTIVE_RULES, {})]
+    return [redaction.Rule(pattern, is_regex) for pattern, is_regex in plainsql.rows(session, _ACTIVE_RULES, {})]
 
 
 def publication(session: Session, request: Request) -> dict:

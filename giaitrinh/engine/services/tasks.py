@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import and_, any_, bindparam, false, func, or_, select
 from sqlalchemy.orm import lazyload
 
-from .. import audit, calendar as cal, clock, db, forms, notifications, plainreads, projection, runtime
+from .. import audit, calendar as cal, clock, db, forms, notifications, plainsql, projection, runtime
 from .. import units as unit_tree
 from ..accounts import ALL_UNITS, Actor
 from ..errors import Conflict, Forbidden, NotFound, ValidationFailed
@@ -165,12 +165,12 @@ def list_tasks(actor: Actor, scope: str = "unit", request_code: str | None = Non
     # a statement cost three times what SQLite took to run it, and Core's still twice
     # (bench/lifecycle.py looks a task up in the inbox before each completion).
     with db.reading() as connection:
-        rows = plainreads.rows(connection, page_query, params)
+        rows = plainsql.rows(connection, page_query, params)
         if 0 < len(rows) < per_page or (page == 1 and not rows):
             # The last page, read in the same snapshot: the total needs no second query.
             total = (page - 1) * per_page + len(rows)
         else:
-            total = plainreads.rows(connection, count_query, params)[0][0]
+            total = plainsql.rows(connection, count_query, params)[0][0]
         calendar = cal.load_calendar(connection)
         return {"items": [_summary(*row, calendar, now) for row in rows], "total": total,
                 "page": page, "per_page": per_page}
@@ -238,7 +238,7 @@ def _officials_of(session, unit_code: str) -> list[tuple[str, str]]:
     ancestors = unit_tree.ancestors_cached(session, unit_code)
     # Two columns, not User entities: those would also load every user's memberships. On the
     # connection, as no use case adds officials and assigns a case in one transaction.
-    rows = plainreads.rows(session, _UNIT_OFFICIALS, {"units": list(ancestors)})
+    rows = plainsql.rows(session, _UNIT_OFFICIALS, {"units": list(ancestors)})
     seen: set[int] = set()
     officials = []
     for user_id, username, full_name in rows:  # one row per matching membership

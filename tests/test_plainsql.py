@@ -1,4 +1,4 @@
-"""Plain-column reads through the driver (engine/plainreads.py) give what Core's execution gives."""
+"""Plain-column reads through the driver (engine/plainsql.py) give what Core's execution gives."""
 from __future__ import annotations
 
 from datetime import timedelta
@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import DBAPIError, InvalidRequestError
 
-from giaitrinh.engine import clock, db, plainreads
+from giaitrinh.engine import clock, db, plainsql
 from giaitrinh.engine.models import Request, Task
 
 from .helpers import do, submit
@@ -30,36 +30,36 @@ def test_the_same_rows_as_core(database, people):
     for units in (["MX"], ["MX", "TP", "XX"], ["XX"], []):
         params = {"units": units, "now": later}
         with db.reading() as connection:
-            ours = plainreads.rows(connection, _OPEN_OF_UNITS, params)
+            ours = plainsql.rows(connection, _OPEN_OF_UNITS, params)
             cores = [tuple(row) for row in connection.execute(_OPEN_OF_UNITS, params)]
         assert ours == cores
         assert bool(ours) == ("MX" in units)
     with db.reading() as connection:
-        rows = plainreads.rows(connection, _OPEN_OF_UNITS, {"units": ["MX"], "now": later})
+        rows = plainsql.rows(connection, _OPEN_OF_UNITS, {"units": ["MX"], "now": later})
     assert {row[1] for row in rows} == {"receive", "assign"}
     assert all(row[2].tzinfo is not None and row[5] is None for row in rows)  # aware datetimes, as Core's
     with db.transaction() as session:  # a session's transaction serves as well
-        assert plainreads.rows(session, _COUNT, {"step": "receive"}) == [(3,)]
+        assert plainsql.rows(session, _COUNT, {"step": "receive"}) == [(3,)]
 
 
 def test_a_driver_error_is_raised_as_sqlalchemys(database):
     with db.reading() as connection:
-        assert plainreads.rows(connection, _COUNT, {"step": "receive"}) == [(0,)]
+        assert plainsql.rows(connection, _COUNT, {"step": "receive"}) == [(0,)]
         for _ in range(2):  # when first compiled and when found compiled
             with pytest.raises(InvalidRequestError, match="'step'"):
-                plainreads.rows(connection, _COUNT, {})
+                plainsql.rows(connection, _COUNT, {})
     bad = select(func.no_such_function(Task.id))
     with db.reading() as connection:
         with pytest.raises(DBAPIError):
-            plainreads.rows(connection, bad, {})
+            plainsql.rows(connection, bad, {})
 
 
 def test_the_cache_stays_bounded(database, monkeypatch):
-    monkeypatch.setattr(plainreads, "_MAX_STATEMENTS", 4)
+    monkeypatch.setattr(plainsql, "_MAX_STATEMENTS", 4)
     with db.reading() as connection:
         for step in range(10):  # a statement built per call is compiled per call, not kept forever
-            plainreads.rows(connection, select(func.count()).select_from(Task).where(Task.step == f"s{step}"), {})
-        cache = plainreads._reads[connection.dialect]
+            plainsql.rows(connection, select(func.count()).select_from(Task).where(Task.step == f"s{step}"), {})
+        cache = plainsql._reads[connection.dialect]
     assert len(cache) <= 4
 
 
@@ -74,6 +74,25 @@ def test_a_write_returning_its_rows_and_a_write_returning_none(database):
     with db.transaction() as session:
         assert _common.next_in_register(session, "test:register") == 4  # kept by the commit
         with pytest.raises(TypeError, match="RETURNING"):
-            plainreads.rows(session, update(Counter).values(value=0), {})
+            plainsql.rows(session, update(Counter).values(value=0), {})
     with db.reading() as connection:
         assert connection.execute(select(Counter.value).where(Counter.name == "test:register")).scalar_one() == 4
+
+
+def test_a_write_of_many_rows(world):
+    from sqlalchemy import update
+
+    codes = [submit()["code"] for _ in range(3)]
+    rename = (update(Task.__table__).where(Task.request_id.in_(bindparam("ids", expanding=True)),
+                                           Task.step.in_(("receive", "assign")))
+              .values(title=bindparam("title")))
+    with db.transaction() as session:
+        ids = [session.execute(select(Request.id).where(Request.code == code)).scalar_one() for code in codes]
+        assert plainsql.execute(session, rename, {"ids": ids[:2], "title": "Tiếp nhận"}) == 2
+        assert plainsql.execute(session, rename, {"ids": [], "title": "x"}) == 0
+        with pytest.raises(TypeError, match="rows"):
+            plainsql.execute(session, _COUNT, {"step": "receive"})
+    with db.reading() as connection:
+        titles = connection.execute(select(Task.title).join(Request).where(Request.code.in_(codes))
+                                    .order_by(Request.id)).scalars().all()
+    assert titles[:2] == ["Tiếp nhận", "Tiếp nhận"] and titles[2] != "Tiếp nhận"

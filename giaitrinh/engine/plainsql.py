@@ -1,17 +1,21 @@
-"""Reads of plain columns sent straight through the driver: the inbox a lifecycle looks up five times.
+"""Statements of plain columns sent straight through the driver: the inbox a lifecycle looks up
+five times, a register's next number, a refresh of cases' facts.
 
-A Core ``select`` of columns (no entities) run on ``Connection.execute`` costs some 60 µs of
-SQLAlchemy's own work around a statement SQLite runs in 10 to 50: the statement's cache key, the
-compiled cache, the execution context, the result's metadata. ``rows`` does what those amount to
-for a statement it has seen before: the SQL compiled by SQLAlchemy once per dialect and shape of
-its list parameters (an ``expanding`` IN of 1 unit and of 3 are two SQL strings), the parameters
-converted by their columns' types and put in the driver's order, the values read back converted by
-the columns' types (``UtcDateTime``'s aware datetimes), as tuples.
+A Core statement run on ``Connection.execute`` costs some 60 µs of SQLAlchemy's own work around
+one SQLite runs in 10 to 50: the statement's cache key, the compiled cache, the execution context,
+the result's metadata, and for an IN of a list, the list written into the SQL. ``rows`` (a select,
+or a write with RETURNING) and ``execute`` (a write) do what those amount to for a statement they
+have seen before: the SQL compiled by SQLAlchemy once per dialect and shape of its list parameters
+(an ``expanding`` IN of 1 unit and of 3 are two SQL strings), the parameters converted by their
+columns' types and put in the driver's order, the values read back converted by the columns' types
+(``UtcDateTime``'s aware datetimes), as tuples. They run in the transaction of the connection or
+session given, and the driver's errors are raised as SQLAlchemy's.
 
 The statements are the module-level ones of the use cases, built once (``tasks._inbox_query``):
 the cache is keyed by the statement object itself, so a statement built on each call would be
 compiled on each call (and the cache is emptied when it holds 1,024). An entity's select gives
-its columns as tuples, not objects: this is for plain columns.
+its columns as tuples, not objects: this is for plain columns. Nothing here tells the session
+what a write changed: ``attention._refresh`` expires what it rewrote itself.
 """
 from __future__ import annotations
 
@@ -81,8 +85,6 @@ def _read_for(dialect, statement, params: dict) -> _Read:
     of_dialect = _reads.get(dialect)
     found = of_dialect.get(key) if of_dialect is not None else None
     if found is None:
-        if not isinstance(statement, Select) and not getattr(statement, "_returning", ()):
-            raise TypeError("plainreads.rows runs a Select, or a write with RETURNING")
         found = _build(dialect, statement, params)
         with _reads_lock:
             cache = _reads.setdefault(dialect, {})
@@ -92,10 +94,9 @@ def _read_for(dialect, statement, params: dict) -> _Read:
     return found
 
 
-def rows(connection, statement, params: dict) -> list[tuple]:
-    """The rows of ``statement`` with ``params``, on ``connection`` (a Core connection or a session,
-    in its transaction), as tuples of the values the columns' types give back. ``statement`` is a
-    ``Select``, or a write whose RETURNING gives rows (a register's next number)."""
+def _run(connection, statement, params: dict):
+    """The driver's cursor once ``statement`` ran with ``params`` on ``connection``, its _Read and
+    the dialect's driver error."""
     connection = connection.connection() if hasattr(connection, "get_bind") else connection
     dialect = connection.dialect
     read = _read_for(dialect, statement, params)
@@ -106,13 +107,37 @@ def rows(connection, statement, params: dict) -> list[tuple]:
             bound = {name: get(params) for name, get in read.getters}
     except KeyError as exc:  # as Core says it of a statement it runs
         raise InvalidRequestError(f"A value is required for bind parameter {exc.args[0]!r}") from None
-    driver = connection.connection.driver_connection
-    cursor = driver.cursor()
+    cursor = connection.connection.driver_connection.cursor()
     try:
         cursor.execute(read.sql, bound)
-        fetched = cursor.fetchall()
     except dialect.loaded_dbapi.Error as exc:  # raised as SQLAlchemy's, as Core's execute would
+        cursor.close()
         raise DBAPIError.instance(read.sql, bound, exc, dialect.loaded_dbapi.Error) from exc
+    return cursor, read, dialect.loaded_dbapi.Error
+
+
+def execute(connection, statement, params: dict) -> int:
+    """Run a write that returns no rows (an UPDATE of many cases' facts); the rows it matched."""
+    if getattr(statement, "_returning", ()) or isinstance(statement, Select):
+        raise TypeError("plainsql.execute runs a write without RETURNING: rows() reads")
+    cursor, _read, _error = _run(connection, statement, params)
+    try:
+        return cursor.rowcount
+    finally:
+        cursor.close()
+
+
+def rows(connection, statement, params: dict) -> list[tuple]:
+    """The rows of ``statement`` with ``params``, on ``connection`` (a Core connection or a session,
+    in its transaction), as tuples of the values the columns' types give back. ``statement`` is a
+    ``Select``, or a write whose RETURNING gives rows (a register's next number)."""
+    if not isinstance(statement, Select) and not getattr(statement, "_returning", ()):
+        raise TypeError("plainsql.rows runs a Select, or a write with RETURNING")
+    cursor, read, driver_error = _run(connection, statement, params)
+    try:
+        fetched = cursor.fetchall()
+    except driver_error as exc:  # SQLite runs a RETURNING write as it is fetched
+        raise DBAPIError.instance(read.sql, None, exc, driver_error) from exc
     finally:
         cursor.close()
     if not read.any_result:

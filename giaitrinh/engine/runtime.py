@@ -156,14 +156,16 @@ def _lowest_state_followed(state: int) -> int:
 
 def _walk(workflow, state: int = TaskState.ANY_MASK, manual: bool | None = None):
     lowest = _lowest_state_followed(state)
-    tasks = workflow.tasks
+    child_task = workflow.tasks.get
     stack = [workflow.task_tree]
+    pop, push = stack.pop, stack.extend
     while stack:
-        task = stack.pop()
+        task = pop()
+        task_state = task._state
         children = task._children
-        if children and task._state >= lowest:
-            stack.extend(tasks.get(child) for child in reversed(children))
-        if task._state & state and task.last_state_change >= 0 and (manual is None or task.task_spec.manual == manual):
+        if children and task_state >= lowest:
+            push(map(child_task, reversed(children)))
+        if task_state & state and task.last_state_change >= 0 and (manual is None or task.task_spec.manual == manual):
             yield task
 
 

@@ -1,6 +1,8 @@
 """ORM objects built from driver rows (engine/entityreads.py) are what the ORM's own loading makes."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import pytest
 from sqlalchemy import and_, bindparam, event, select
 from sqlalchemy.orm import Session
@@ -80,22 +82,21 @@ def test_an_outer_join_that_found_nothing_gives_none(world, people):
         assert "request" not in task.__dict__ and task.request.code == other  # no request read: lazy
 
 
-def test_models_and_sessions_it_cannot_load_for_are_refused(world, people, monkeypatch):
-    code, assign = _case(world, people)
-
+@contextmanager
+def _listening(target, name):
     def on_load(*_args):
         pass
 
-    event.listen(Session, "loaded_as_persistent", on_load)
+    event.listen(target, name, on_load)
     try:
-        with db.transaction() as session, pytest.raises(TypeError, match="loaded_as_persistent"):
-            entityreads.rows(session, task_service._CASE_OF_TASK, {"task_id": assign}, _MODELS)
+        yield
     finally:
-        event.remove(Session, "loaded_as_persistent", on_load)
-    monkeypatch.setattr(entityreads, "_models", {})
-    event.listen(Task, "load", on_load)
-    try:
-        with db.transaction() as session, pytest.raises(TypeError, match="load events"):
+        event.remove(target, name, on_load)
+
+
+def test_models_and_sessions_it_cannot_load_for_are_refused(world, people, monkeypatch):
+    code, assign = _case(world, people)
+    for target, name, message in ((Session, "loaded_as_persistent", "loaded_as_persistent"), (Task, "load", "load events")):
+        monkeypatch.setattr(entityreads, "_models", {})
+        with _listening(target, name), db.transaction() as session, pytest.raises(TypeError, match=message):
             entityreads.rows(session, task_service._CASE_OF_TASK, {"task_id": assign}, _MODELS)
-    finally:
-        event.remove(Task, "load", on_load)

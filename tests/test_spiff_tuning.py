@@ -55,3 +55,14 @@ def test_the_walks_are_taken_only_where_they_visit_what_the_iterator_visits(worl
     assert isinstance(walk(workflow, workflow.task_tree, state=TaskState.READY), BpmnTaskIterator)
     monkeypatch.setattr(runtime, "_WALK_MAX_TASKS", len(workflow.tasks))
     assert isinstance(walk(workflow, state=TaskState.READY), BpmnTaskIterator)
+
+
+def test_task_ids_are_version_4_uuids_as_spiffworkflow_writes_them():
+    from uuid import UUID
+
+    ids = {runtime._new_task_id() for _ in range(2000)}
+    assert len(ids) == 2000
+    for text in list(ids)[:200]:
+        parsed = UUID(text)
+        assert str(parsed) == text and parsed.version == 4 and parsed.variant == "specified in RFC 4122"
+    assert spiff_task.uuid4 is runtime._new_task_id

@@ -354,18 +354,22 @@ _FAST_DUMP_OK = (
 
 
 def _workflow_dict(wf: BpmnWorkflow, registry) -> dict:
-    ids: dict[str, str] = {}
+    if TASK_IDS_AS_STRINGS:
+        s = str  # the ids are their own text
+    else:
+        ids: dict[str, str] = {}
 
-    def s(uuid: str) -> str:
-        text = ids.get(uuid)
-        if text is None:
-            text = ids[uuid] = str(uuid)
-        return text
+        def s(uuid: str) -> str:
+            text = ids.get(uuid)
+            if text is None:
+                text = ids[uuid] = str(uuid)
+            return text
 
     convert = registry.convert
+    by_id = wf.tasks
     tasks = {}
-    for key, task in wf.tasks.items():
-        parent = task.parent
+    for key, task in by_id.items():
+        parent = by_id.get(task._parent) if task._parent is not None else None  # Task.parent, inlined
         if parent is None:
             data, delta = task.data, {}
         else:
@@ -375,15 +379,16 @@ def _workflow_dict(wf: BpmnWorkflow, registry) -> dict:
                 "updates": {k: mine[k] for k in mine if k not in theirs or mine[k] != theirs[k]},
                 "deletions": [k for k in theirs if k not in mine],
             }
+        internal = task.internal_data
         tasks[s(key)] = {
             "id": s(task.id),
             "parent": s(task._parent) if parent is not None else None,
-            "children": [s(child) for child in task._children],
+            "children": list(map(s, task._children)),
             "last_state_change": task.last_state_change,
             "state": task.state,
             "task_spec": task.task_spec.name,
             "triggered": task.triggered,
-            "internal_data": convert(task.internal_data),
+            "internal_data": convert(internal) if internal else {},
             "data": data,
             "delta": delta,
             "typename": "Task",

@@ -65,3 +65,20 @@ def test_periods_are_bounded():
         CAL.add_working_days(date(2026, 1, 1), -1)
     with pytest.raises(ValueError):
         CAL.add_days(date(2026, 1, 1), 10**6)
+
+
+def test_counted_answers_are_each_calendars_own_and_the_same_as_counting_again():
+    from datetime import date as day
+
+    from giaitrinh.engine import calendar as calendar_module
+
+    plain = calendar_module.WorkingCalendar()
+    moved = calendar_module.WorkingCalendar(days_off={day(2026, 12, 7): "Nghỉ bù"})
+    start, end = day(2026, 12, 4), day(2026, 12, 11)  # Friday to Friday, no holiday between
+    for _ in range(2):  # counted, then remembered
+        assert plain.working_days_between(start, end) == 5
+        assert moved.working_days_between(start, end) == 4
+        assert plain.working_days_between(end, start) == -5
+        assert plain.add_working_days(start, 1) == day(2026, 12, 7)
+        assert moved.add_working_days(start, 1) == day(2026, 12, 8)
+    assert plain == calendar_module.WorkingCalendar()  # what it remembers is not part of what it is

@@ -22,6 +22,7 @@ import holidays
 LOCAL_TZ = timezone(timedelta(hours=7), "ICT")  # Asia/Ho_Chi_Minh has had no DST since 1975
 END_OF_DAY = time(23, 59, 59)
 _MAX_DAYS = 3660  # ten years: no statutory period comes near it; stops runaway arithmetic
+_COUNTED_AT_MOST = 4096  # answers a calendar keeps (WorkingCalendar._counted)
 
 
 @lru_cache(maxsize=64)
@@ -46,6 +47,10 @@ class WorkingCalendar:
 
     days_off: dict[date, str] = field(default_factory=dict)  # local overrides: extra days off
     working_days: dict[date, str] = field(default_factory=dict)  # local overrides: make-up days
+    # Answers already counted, day by day: every inbox line and every step counts the working days
+    # between today and a deadline, and a server asks the same few pairs all day. A calendar's days
+    # are not changed once it is built (load_calendar builds a new one when the overrides change).
+    _counted: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def holiday_name(self, day: date) -> str | None:
         if day in self.working_days:
@@ -75,10 +80,23 @@ class WorkingCalendar:
             day += timedelta(days=1)
         raise ValueError("no working day within ten years")
 
+    def _remember(self, key, value):
+        if len(self._counted) >= _COUNTED_AT_MOST:
+            self._counted.clear()
+        self._counted[key] = value
+        return value
+
     def add_working_days(self, start: date, n: int) -> date:
         """The n-th working day after ``start`` (``start`` itself is never counted)."""
         if not 0 <= n <= _MAX_DAYS:
             raise ValueError(f"period out of range: {n}")
+        key = ("add", start, n)
+        found = self._counted.get(key)
+        if found is not None:
+            return found
+        return self._remember(key, self._add_working_days(start, n))
+
+    def _add_working_days(self, start: date, n: int) -> date:
         day = start
         counted = 0
         while counted < n:
@@ -97,6 +115,13 @@ class WorkingCalendar:
         """Working days after ``start`` up to and including ``end`` (negative when end is before)."""
         if end == start:
             return 0
+        key = ("between", start, end)
+        found = self._counted.get(key)
+        if found is not None:
+            return found
+        return self._remember(key, self._working_days_between(start, end))
+
+    def _working_days_between(self, start: date, end: date) -> int:
         sign = 1
         if end < start:
             start, end, sign = end, start, -1

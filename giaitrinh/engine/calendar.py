@@ -80,21 +80,19 @@ class WorkingCalendar:
             day += timedelta(days=1)
         raise ValueError("no working day within ten years")
 
-    def _remember(self, key, value):
-        if len(self._counted) >= _COUNTED_AT_MOST:
-            self._counted.clear()
-        self._counted[key] = value
-        return value
+    def _counted_once(self, key: tuple, count):
+        found = self._counted.get(key)
+        if found is None:
+            if len(self._counted) >= _COUNTED_AT_MOST:
+                self._counted.clear()
+            found = self._counted[key] = count()
+        return found
 
     def add_working_days(self, start: date, n: int) -> date:
         """The n-th working day after ``start`` (``start`` itself is never counted)."""
         if not 0 <= n <= _MAX_DAYS:
             raise ValueError(f"period out of range: {n}")
-        key = ("add", start, n)
-        found = self._counted.get(key)
-        if found is not None:
-            return found
-        return self._remember(key, self._add_working_days(start, n))
+        return self._counted_once(("add", start, n), lambda: self._add_working_days(start, n))
 
     def _add_working_days(self, start: date, n: int) -> date:
         day = start
@@ -115,11 +113,7 @@ class WorkingCalendar:
         """Working days after ``start`` up to and including ``end`` (negative when end is before)."""
         if end == start:
             return 0
-        key = ("between", start, end)
-        found = self._counted.get(key)
-        if found is not None:
-            return found
-        return self._remember(key, self._working_days_between(start, end))
+        return self._counted_once(("between", start, end), lambda: self._working_days_between(start, end))
 
     def _working_days_between(self, start: date, end: date) -> int:
         sign = 1

@@ -96,3 +96,13 @@ def test_a_write_of_many_rows(world):
         titles = connection.execute(select(Task.title).join(Request).where(Request.code.in_(codes))
                                     .order_by(Request.id)).scalars().all()
     assert titles[:2] == ["Tiếp nhận", "Tiếp nhận"] and titles[2] != "Tiếp nhận"
+
+
+def test_two_lists_of_swapped_lengths_are_two_statements(world):
+    codes = [submit()["code"] for _ in range(2)]
+    both = (select(func.count()).select_from(Task).join(Request, Request.id == Task.request_id)
+            .where(Request.code.in_(bindparam("codes", expanding=True)),
+                   Task.unit_code.in_(bindparam("units", expanding=True))))
+    with db.reading() as connection:
+        assert plainsql.rows(connection, both, {"codes": codes, "units": ["MX"]}) == [(2,)]
+        assert plainsql.rows(connection, both, {"units": ["MX", "TP"], "codes": codes[:1]}) == [(1,)]

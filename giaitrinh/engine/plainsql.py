@@ -80,7 +80,9 @@ def _build(dialect, statement, params: dict) -> _Read:
 
 
 def _read_for(dialect, statement, params: dict) -> _Read:
-    shape = tuple(len(value) for value in params.values() if isinstance(value, (list, tuple)))
+    # Which list has how many values, by name: the same lengths given to two lists the other way
+    # round are another SQL string.
+    shape = tuple(sorted((name, len(value)) for name, value in params.items() if isinstance(value, (list, tuple))))
     key = (statement, shape)
     of_dialect = _reads.get(dialect)
     found = of_dialect.get(key) if of_dialect is not None else None

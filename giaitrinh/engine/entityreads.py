@@ -71,6 +71,7 @@ def rows(session: Session, statement, params: dict, models: tuple, request_model
         infos.append(info)
     identity_map = session.identity_map
     session_id = session.hash_key
+    request_at = models.index(request_model) if request_model is not None else None
     found: list[tuple] = []
     for values in plainsql.rows(session, statement, params):
         objects = []
@@ -93,13 +94,12 @@ def rows(session: Session, statement, params: dict, models: tuple, request_model
                 identity_map._add_unpresent(state, identity)
                 instance_dict(instance).update(zip(info.keys, part))
             objects.append(instance)
-        if request_model is not None:
-            request = objects[models.index(request_model)]
+        request = objects[request_at] if request_at is not None else None
+        if request is not None:
             for info, instance in zip(infos, objects):
                 if instance is not None and info.request_key is not None:
                     values_of = instance_dict(instance)
-                    if info.request_key not in values_of and request is not None \
-                            and values_of.get("request_id") == request.id:
+                    if info.request_key not in values_of and values_of.get("request_id") == request.id:
                         values_of[info.request_key] = request
         found.append(tuple(objects))
     return found

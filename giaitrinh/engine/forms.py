@@ -105,17 +105,16 @@ def with_options(schema: dict, sources: dict[str, Callable[[], list[tuple[str, s
     schema, a new ``properties`` and a new dict for each property filled; what it does not change
     it shares with ``schema``, to be read, not changed. Copying the whole form for every
     completion cost more than validating the data against it."""
-    properties = schema.get("properties", {})
-    filled = {}
-    for name, prop in properties.items():
+    if "properties" not in schema:
+        return dict(schema)
+    properties = dict(schema["properties"])
+    for name, prop in schema["properties"].items():
         source = prop.get("x-source") if isinstance(prop, dict) else None
         if source in sources:
             options = sources[source]()
-            filled[name] = {**prop, "oneOf": [{"const": value, "title": label} for value, label in options]
-                            or [{"const": "", "title": "—"}]}
-    if "properties" not in schema:
-        return dict(schema)
-    return {**schema, "properties": {**properties, **filled}}
+            properties[name] = {**prop, "oneOf": [{"const": value, "title": label} for value, label in options]
+                                or [{"const": "", "title": "—"}]}
+    return {**schema, "properties": properties}
 
 
 def field_names(schema: dict) -> list[str]:

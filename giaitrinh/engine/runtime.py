@@ -102,6 +102,8 @@ class _SpecFreeWorkflowConverter(BpmnWorkflowConverter):
 _config = dict(SPIFF_CONFIG)
 _config[BpmnWorkflow] = _SpecFreeWorkflowConverter
 _serializer = BpmnWorkflowSerializer(BpmnWorkflowSerializer.configure(_config))
+
+
 def _new_task_id() -> str:
     """``str(uuid4())`` without the UUID object: a version 4 UUID's text, from 16 random bytes.
     SpiffWorkflow makes some fifty a lifecycle; the object and its formatting cost 2 µs of each."""
@@ -151,7 +153,7 @@ if not SPIFF_AS_SHIPPED:
 # children are read when the task is reached, before the caller sees it, so tasks that running it
 # adds are walked too). The iterator stops descending 1,000 levels down: a tree of fewer tasks
 # than that never gets there; a larger one, or one with subprocesses, is left to the iterator.
-# tests/test_spiff_tuning.py compares both at every step of every path of the lifecycle.
+# In every test, tests/conftest.py compares each walk with the iterator's.
 _WALK_MAX_TASKS = 1000
 _FILTERS_WALKED = frozenset(("state", "manual"))
 
@@ -175,6 +177,7 @@ def _walk(workflow, state: int = TaskState.ANY_MASK, manual: bool | None = None)
         children = task._children
         if children and task_state >= lowest:
             push(map(child_task, reversed(children)))
+        # The iterator's filter: the states, changed since 0 (its updated_ts), and ``manual``.
         if task_state & state and task.last_state_change >= 0 and (manual is None or task.task_spec.manual == manual):
             yield task
 

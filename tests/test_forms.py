@@ -1,4 +1,4 @@
-"""Task forms' dynamic options (engine/forms.py)."""
+"""Task forms: dynamic options and validation (engine/forms.py)."""
 from __future__ import annotations
 
 import copy
@@ -32,3 +32,34 @@ def test_no_official_to_choose_and_no_source_known():
     unknown = forms.with_options(_ASSIGN, {})
     assert unknown == _ASSIGN and unknown is not _ASSIGN and unknown["properties"] is not _ASSIGN["properties"]
     assert forms.with_options({"type": "object"}, {}) == {"type": "object"}
+
+
+def test_a_form_of_the_same_content_is_checked_by_the_validator_built_for_it_once():
+    forms._validators.clear()
+    first = forms.with_options(_ASSIGN, {"unit_officials": lambda: [("chuyenvien", "Lê Văn Chuyên")]})
+    again = forms.with_options(_ASSIGN, {"unit_officials": lambda: [("chuyenvien", "Lê Văn Chuyên")]})
+    assert first is not again
+    assert forms.validate(first, {"assignee": "chuyenvien"}) == {}
+    assert forms.validate(again, {"assignee": "ai_do"}) == {"assignee": forms.validate(first, {"assignee": "ai_do"})["assignee"]}
+    assert len(forms._validators) == 1
+    kept = next(iter(forms._validators.values()))
+    assert kept.schema == first and kept.schema is not first  # its own copy
+
+
+def test_a_form_changed_after_it_was_checked_is_checked_as_it_is_now():
+    forms._validators.clear()
+    schema = {"type": "object", "required": ["note"], "properties": {"note": {"type": "string", "maxLength": 5}}}
+    assert forms.validate(schema, {"note": "dài quá"}) != {}
+    schema["properties"]["note"]["maxLength"] = 50
+    assert forms.validate(schema, {"note": "dài quá"}) == {}
+    schema["required"].append("when")
+    assert "when" in forms.validate(schema, {"note": "ngắn"})
+
+
+def test_a_form_its_json_text_does_not_give_back_is_checked_as_it_is_and_never_kept():
+    forms._validators.clear()
+    not_a_number = {"type": "object", "properties": {"n": {"type": "number", "maximum": float("nan")}}}
+    assert forms.validate(not_a_number, {"n": 1}) == {}  # orjson's copy would say maximum: null, an error
+    keyed_by_number = {"type": "object", "properties": {"n": {"type": "integer"}}, 1: "not JSON"}
+    assert forms.validate(keyed_by_number, {"n": "x"}) != {}
+    assert forms._validators == {}

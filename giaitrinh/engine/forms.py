@@ -6,6 +6,7 @@ import re
 import unicodedata
 from typing import Any, Callable
 
+import orjson
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
@@ -90,12 +91,40 @@ def validate(schema: dict, data: Any) -> dict[str, str]:
     unstorable = {**control_characters(data), **non_finite_numbers(data)}
     if unstorable:
         return unstorable
-    validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    validator = _validator_for(schema)
     fields: dict[str, str] = {}
     for error in sorted(validator.iter_errors(data), key=lambda e: (len(e.absolute_path), e.path)):
         field, message = _message(error)
         fields.setdefault(field or "data", message)
     return fields
+
+
+# Validators by the text of the schema they check. Building one (its reference resolver, its table
+# of keywords) cost as much as checking a form with it, and a lifecycle checks six forms. Keyed by
+# content, not by the dict: the forms a completion checks are new dicts each time (``with_options``)
+# with the same content, and a dict changed after it was checked must not meet the old validator.
+# Each kept validator checks its own copy of the schema, which nobody else holds; a schema its
+# JSON text does not give back equal (a NaN, which orjson writes as null) is checked as it is.
+_MAX_VALIDATORS = 256
+_validators: dict[bytes, Draft202012Validator] = {}
+
+
+def _validator_for(schema) -> Draft202012Validator:
+    try:
+        text = orjson.dumps(schema)
+    except (TypeError, orjson.JSONEncodeError):  # not plain JSON: checked as it is, never kept
+        return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    validator = _validators.get(text)
+    if validator is not None and validator.schema == schema:
+        return validator
+    copy = orjson.loads(text)
+    if copy != schema:
+        return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    validator = Draft202012Validator(copy, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    if len(_validators) >= _MAX_VALIDATORS:
+        _validators.clear()  # schemas made per call (a unit's officials change): built again
+    _validators[text] = validator
+    return validator
 
 
 def with_options(schema: dict, sources: dict[str, Callable[[], list[tuple[str, str]]]]) -> dict:

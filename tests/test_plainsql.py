@@ -31,6 +31,7 @@ def test_the_same_rows_as_core(database, people):
         params = {"units": units, "now": later}
         with db.reading() as connection:
             ours = plainsql.rows(connection, _OPEN_OF_UNITS, params)
+        with db.get_engine().connect() as connection:
             cores = [tuple(row) for row in connection.execute(_OPEN_OF_UNITS, params)]
         assert ours == cores
         assert bool(ours) == ("MX" in units)
@@ -76,7 +77,7 @@ def test_a_write_returning_its_rows_and_a_write_returning_none(database):
         with pytest.raises(TypeError, match="RETURNING"):
             plainsql.rows(session, update(Counter).values(value=0), {})
     with db.reading() as connection:
-        assert connection.execute(select(Counter.value).where(Counter.name == "test:register")).scalar_one() == 4
+        assert plainsql.rows(connection, select(Counter.value).where(Counter.name == "test:register"), {}) == [(4,)]
 
 
 def test_a_write_of_many_rows(world):
@@ -92,9 +93,9 @@ def test_a_write_of_many_rows(world):
         assert plainsql.execute(session, rename, {"ids": [], "title": "x"}) == 0
         with pytest.raises(TypeError, match="rows"):
             plainsql.execute(session, _COUNT, {"step": "receive"})
-    with db.reading() as connection:
-        titles = connection.execute(select(Task.title).join(Request).where(Request.code.in_(codes))
-                                    .order_by(Request.id)).scalars().all()
+    with db.read_only() as session:
+        titles = session.execute(select(Task.title).join(Request).where(Request.code.in_(codes))
+                                 .order_by(Request.id)).scalars().all()
     assert titles[:2] == ["Tiếp nhận", "Tiếp nhận"] and titles[2] != "Tiếp nhận"
 
 
@@ -106,3 +107,30 @@ def test_two_lists_of_swapped_lengths_are_two_statements(world):
     with db.reading() as connection:
         assert plainsql.rows(connection, both, {"codes": codes, "units": ["MX"]}) == [(2,)]
         assert plainsql.rows(connection, both, {"units": ["MX", "TP"], "codes": codes[:1]}) == [(1,)]
+
+
+def test_a_read_is_one_snapshot_and_leaves_the_write_lock_to_writers(world):
+    with db.reading() as connection:
+        before = plainsql.rows(connection, _COUNT, {"step": "receive"})
+        submit()  # a writer commits meanwhile: the reader holds no lock it waits for
+        if db.is_sqlite():  # one snapshot (PostgreSQL reads what is committed, statement by statement)
+            assert plainsql.rows(connection, _COUNT, {"step": "receive"}) == before
+    with db.reading() as connection:
+        assert plainsql.rows(connection, _COUNT, {"step": "receive"}) == [(before[0][0] + 1,)]
+
+
+def test_the_calendar_read_on_a_reading_connection(database):
+    from datetime import date
+
+    from giaitrinh.engine import calendar as cal
+    from giaitrinh.engine.models import CalendarDay
+
+    with db.transaction() as session:
+        now = clock.now()
+        session.add(CalendarDay(day=date(2026, 12, 28), kind="day_off", note="Nghỉ bù", updated_at=now))
+        session.add(CalendarDay(day=date(2026, 12, 26), kind="working_day", note="Làm bù", updated_at=now))
+    cal.invalidate_cache()
+    with db.reading() as connection:
+        calendar = cal.load_calendar(connection)
+    assert not calendar.is_working_day(date(2026, 12, 28))
+    assert calendar.is_working_day(date(2026, 12, 26))  # a Saturday

@@ -172,7 +172,7 @@ def invalidate_cache() -> None:
 
 def load_calendar(session) -> WorkingCalendar:
     """The calendar with the administrators' overrides, cached until they change. ``session`` may
-    also be a Core connection (the inbox reads without a session)."""
+    also be a Core connection or ``db.reading``'s (the inbox reads without a session)."""
     from . import db
 
     # Asked 22 times a lifecycle: the cached calendar is found before anything else is imported.
@@ -188,7 +188,9 @@ def load_calendar(session) -> WorkingCalendar:
     days_off: dict[date, str] = {}
     working: dict[date, str] = {}
     columns = select(CalendarDay.day, CalendarDay.kind, CalendarDay.note)
-    for day, kind, note in session.execute(columns):
+    from . import plainsql
+
+    for day, kind, note in (session.execute(columns) if hasattr(session, "execute") else plainsql.rows(session, columns, {})):
         (days_off if kind == "day_off" else working)[day] = note or ""
     calendar = WorkingCalendar(days_off=days_off, working_days=working)
     with _cache_lock:

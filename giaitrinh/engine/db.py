@@ -207,18 +207,47 @@ def read_only() -> Iterator[Session]:
         session.close()
 
 
+class DriverReader:
+    """A pooled SQLite connection in a read transaction, for ``plainsql`` and ``calendar.load_calendar``:
+    what they use of a Core connection (its ``dialect``, its pool ``connection``, its ``engine``)."""
+
+    __slots__ = ("dialect", "connection", "engine")
+
+    def __init__(self, engine: Engine, connection):
+        self.dialect = engine.dialect
+        self.connection = connection
+        self.engine = engine
+
+
 @contextmanager
-def reading() -> Iterator[Connection]:
-    """A Core connection in a read transaction, for reads of plain columns (``plainsql``):
-    a session's own set-up and tear-down cost more than an inbox look-up's statement."""
+def reading() -> Iterator[Connection | DriverReader]:
+    """A connection in a read transaction, for reads of plain columns (``plainsql``): a session's
+    own set-up and tear-down cost more than an inbox look-up's statement. On SQLite the pool's
+    connection itself, its BEGIN and ROLLBACK sent by the driver: a Core connection's checkout,
+    transaction and close cost as much again as the look-up (76 µs of its 190)."""
     if _reader_engine is None:
         raise RuntimeError("database not initialised: call engine.db.init_db(url) first")
-    with _reader_engine.connect() as connection:
-        connection.begin()
+    if _reader_engine.dialect.name != "sqlite":
+        with _reader_engine.connect() as connection:
+            connection.begin()
+            try:
+                yield connection
+            finally:
+                connection.rollback()
+        return
+    pooled = _reader_engine.raw_connection()
+    try:
+        driver = pooled.driver_connection
         try:
-            yield connection
+            driver.execute("BEGIN")
+        except sqlite3.Error as exc:
+            raise DBAPIError.instance("BEGIN", (), exc, sqlite3.Error) from exc
+        try:
+            yield DriverReader(_reader_engine, pooled)
         finally:
-            connection.rollback()
+            driver.rollback()
+    finally:
+        pooled.close()
 
 
 # -- independent reads at once ---------------------------------------------------------------

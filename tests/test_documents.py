@@ -436,3 +436,24 @@ def test_backup_keeps_the_attached_files_and_restore_brings_them_back(world, peo
     with pytest.raises(backup.BackupError):
         backup.restore(world, target)
     assert requests.view(later, None, people["tiepnhan"])["code"] == later
+
+
+def test_a_template_filled_leaves_no_blank_gap_where_a_value_is_empty():
+    import itertools
+    import re
+    import string
+
+    def by_expressions(text, values):  # what fill did before it looked for blanks first
+        out = []
+        for literal, name, _spec, _conv in string.Formatter().parse(text):
+            out.append(literal)
+            if name is not None:
+                out.append(str(values.get(name) or ""))
+        return re.sub(r"[ \t]+\n", "\n", re.sub(r"[ \t]{2,}", " ", "".join(out))).strip()
+
+    pieces = ["Kính gửi {name}", " ", "  ", "\t", "\n", " \t\n", "{note}", "Ghi chú: {note}.", "\t\t", "x"]
+    for count in (1, 2, 3):
+        for parts in itertools.product(pieces, repeat=count):
+            template = "".join(parts)
+            for values in ({"name": "Ông An", "note": ""}, {"name": "", "note": "  đã nhận \t"}, {}):
+                assert docs.fill(template, values) == by_expressions(template, values), (template, values)

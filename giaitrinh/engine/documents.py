@@ -170,15 +170,32 @@ def check_template(kind: str, sections: dict) -> dict[str, str]:
     return errors
 
 
+@lru_cache(maxsize=256)
+def _pieces(text: str) -> tuple[tuple[str, str | None], ...]:
+    """A template's (literal, placeholder) pairs: the templates are few, their documents many."""
+    return tuple((literal, name) for literal, name, _spec, _conv in string.Formatter().parse(text))
+
+
+_RUNS_OF_BLANKS = re.compile(r"[ \t]{2,}")
+_BLANKS_BEFORE_NEWLINE = re.compile(r"[ \t]+\n")
+
+
 def fill(text: str, values: dict[str, str]) -> str:
     """Substitute checked placeholders by their string values; nothing is evaluated."""
     out = []
-    for literal, name, _spec, _conv in string.Formatter().parse(text):
+    for literal, name in _pieces(text):
         out.append(literal)
         if name is not None:
             out.append(str(values.get(name) or ""))
-    # A placeholder left empty (an optional note) must not leave a blank gap.
-    return re.sub(r"[ \t]+\n", "\n", re.sub(r"[ \t]{2,}", " ", "".join(out))).strip()
+    # A placeholder left empty (an optional note) must not leave a blank gap. Each expression is
+    # run only on a text that has what it looks for: scanning a letter's body costs more than
+    # filling it.
+    filled = "".join(out)
+    if "\t" in filled or "  " in filled:
+        filled = _RUNS_OF_BLANKS.sub(" ", filled)
+    if " \n" in filled or "\t\n" in filled:
+        filled = _BLANKS_BEFORE_NEWLINE.sub("\n", filled)
+    return filled.strip()
 
 
 # -- the Decree 30 parts ----------------------------------------------------------------------

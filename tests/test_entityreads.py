@@ -100,3 +100,38 @@ def test_models_and_sessions_it_cannot_load_for_are_refused(world, people, monke
         monkeypatch.setattr(entityreads, "_models", {})
         with _listening(target, name), db.transaction() as session, pytest.raises(TypeError, match=message):
             entityreads.rows(session, task_service._CASE_OF_TASK, {"task_id": assign}, _MODELS)
+
+
+def test_a_new_object_is_the_one_its_constructor_makes_and_writes_the_same_row(world, people):
+    from datetime import timedelta
+
+    from giaitrinh.engine import clock, rowwrites
+
+    code, assign = _case(world, people)
+    with db.read_only() as session:
+        request_id = session.execute(select(Request.id).where(Request.code == code)).scalar_one()
+    due = clock.now() + timedelta(days=3)
+    values = dict(request_id=request_id, kind="timer", spiff_task_id="t-1", step="assign", due_at=due,
+                  status="waiting", created_at=clock.now())
+    made = entityreads.new(Job, **values)
+    constructed = Job(**values)
+    assert {k: v for k, v in made.__dict__.items() if not k.startswith("_")} == \
+        {k: v for k, v in constructed.__dict__.items() if not k.startswith("_")}
+    assert instance_state(made).transient and made.id is None and made.version is None
+    written = {}
+    for through_driver in (True, False):  # the flush's own writes, and the unit of work's
+        rowwrites.enabled = through_driver
+        try:
+            with db.transaction() as session:
+                job = entityreads.new(Job, **{**values, "spiff_task_id": f"t-{through_driver}"})
+                session.add(job)
+                session.flush()
+                written[through_driver] = {**_columns(job), "id": None, "spiff_task_id": None}
+                assert job.version == 1 and not session.is_modified(job)
+        finally:
+            rowwrites.enabled = True
+    assert written[True] == written[False]
+    with pytest.raises(TypeError, match="not a column attribute of Task"):
+        entityreads.new(Task, request=None)
+    with pytest.raises(TypeError, match="'colour' is not a column"):
+        entityreads.new(Task, colour="red")

@@ -11,6 +11,11 @@ many-to-one ``request`` set to the request of the same row when the statement re
 identity the session already holds gives the object it holds, unchanged (no populate_existing).
 A model's part of a row that is all NULL (an outer join that found nothing) is None.
 
+``new`` makes the new objects a step adds (its tasks, timer jobs, document, messages) the way
+the declarative constructor does, without an attribute event for each value: the constructor's
+``setattr`` of ten columns cost more than the row's INSERT. Only column attributes may be given
+(a relationship needs its events); the object is transient, to be added to a session as usual.
+
 Left to the ORM: other relationships (loaded lazily on access, as after a query), deferred
 columns (none of these models has one), ``load`` events (none is listened to; ``rows`` refuses a
 model that has any). The calls are the ORM loading's own (``ClassManager.new_instance``,
@@ -22,6 +27,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, class_mapper
+from sqlalchemy.orm.mapper import _event_on_init
 from sqlalchemy.orm.attributes import instance_dict, instance_state
 
 from . import plainsql
@@ -103,3 +109,25 @@ def rows(session: Session, statement, params: dict, models: tuple, request_model
                         values_of[info.request_key] = request
         found.append(tuple(objects))
     return found
+
+
+_column_keys: dict[type, frozenset[str]] = {}
+
+
+def new(model, **columns):
+    """``model(**columns)``, for column attributes only: a transient object holding these values."""
+    keys = _column_keys.get(model)
+    if keys is None:
+        mapper = class_mapper(model)  # configured, as the constructor's init event makes sure
+        dispatch = mapper.class_manager.dispatch
+        # The mapper's own init listener only configures and sets a polymorphic identity.
+        if any(listener is not _event_on_init for listener in dispatch.init) \
+                or dispatch.init_failure or mapper._set_polymorphic_identity:
+            raise TypeError(f"{model.__name__} has init events: make it with its constructor")
+        keys = _column_keys[model] = frozenset(prop.key for prop in mapper.column_attrs)
+    if not keys.issuperset(columns):
+        unknown = sorted(set(columns) - keys)[0]
+        raise TypeError(f"{unknown!r} is not a column attribute of {model.__name__}: new() takes only those")
+    instance = class_mapper(model).class_manager.new_instance()
+    instance_dict(instance).update(columns)
+    return instance

@@ -23,7 +23,7 @@ from sqlalchemy import bindparam, event, or_, select
 from sqlalchemy.orm import Session
 
 from . import calendar as cal
-from . import clock, mail, plainsql, rowwrites
+from . import clock, entityreads, mail, plainsql, rowwrites
 from . import units as unit_tree
 from .errors import NotFound, ValidationFailed
 from .models import Membership, Notification, OutboxMessage, Request, User
@@ -134,8 +134,8 @@ def queue_email(session: Session, *, to: str, kind: str, subject: str, body: str
     now = clock.now()
     if request is not None:
         attachments = [*attachments, *session.info.get(_PENDING, {}).pop((request.id, kind), [])]
-    message = OutboxMessage(
-        request_id=request.id if request is not None else None,
+    message = entityreads.new(
+        OutboxMessage, request_id=request.id if request is not None else None,
         unit_code=unit_code or (request.unit_code if request is not None else None),
         kind=kind, recipient=to.strip(), recipient_user=user, subject=subject[:500], body=body,
         secret=secret, attachments=[dict(a) for a in attachments], status=mail.QUEUED, due_at=now,
@@ -369,7 +369,7 @@ def notify_official(session: Session, request: Request, username: str, kind: str
         if found is None or not found[0]:
             return None
         email = found[1]
-    notice = Notification(**_notice(request, username, kind, title, body_vi, body_en))
+    notice = entityreads.new(Notification, **_notice(request, username, kind, title, body_vi, body_en))
     session.add(notice)
     if email:
         _official_email(session, request, username, kind, title, body_vi, body_en, email)

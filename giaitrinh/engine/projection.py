@@ -11,7 +11,7 @@ from sqlalchemy import bindparam, event, select
 from sqlalchemy.orm import Session, lazyload
 
 from . import calendar as cal
-from . import attention, clock, jobs, runtime
+from . import attention, clock, entityreads, jobs, runtime
 from .models import Escalation, Job, Request, Task
 
 CLOSED_STATUSES = {"refused", "redirected", "published", "terminated"}
@@ -141,9 +141,10 @@ def _sync(session: Session, request: Request, running: runtime.Running, new: boo
             due_by_task[timer.attached_to] = min(timer.due_at, due_by_task.get(timer.attached_to, timer.due_at))
         job = existing_jobs.pop(timer.spiff_task_id, None)
         if job is None:
-            session.add(Job(request_id=request.id, kind="timer", spiff_task_id=timer.spiff_task_id,
-                            step=timer.attached_to or timer.bpmn_id, due_at=timer.due_at,
-                            status="paused" if request.suspended_at else "waiting", created_at=now))
+            session.add(entityreads.new(
+                Job, request_id=request.id, kind="timer", spiff_task_id=timer.spiff_task_id,
+                step=timer.attached_to or timer.bpmn_id, due_at=timer.due_at,
+                status="paused" if request.suspended_at else "waiting", created_at=now))
         elif job.due_at != timer.due_at:
             job.due_at = timer.due_at
             jobs.revoke_lease(job)
@@ -170,10 +171,11 @@ def _sync(session: Session, request: Request, running: runtime.Running, new: boo
                     assignee = runtime.evaluate(running, spiff_task, meta["assignee_expr"]) or None
                 except Exception:  # an assignee that cannot be computed leaves the task to the role
                     assignee = None
-            row = Task(id=task_id, request_id=request.id, step=meta.get("step", spiff_task.task_spec.bpmn_id),
-                       title=meta.get("title", spiff_task.task_spec.bpmn_name or spiff_task.task_spec.bpmn_id),
-                       candidate_role=meta.get("role") or "head", unit_code=request.unit_code,
-                       assignee=str(assignee) if assignee else None, status=OPEN_TASK, created_at=now, due_at=due)
+            row = entityreads.new(
+                Task, id=task_id, request_id=request.id, step=meta.get("step", spiff_task.task_spec.bpmn_id),
+                title=meta.get("title", spiff_task.task_spec.bpmn_name or spiff_task.task_spec.bpmn_id),
+                candidate_role=meta.get("role") or "head", unit_code=request.unit_code,
+                assignee=str(assignee) if assignee else None, status=OPEN_TASK, created_at=now, due_at=due)
             session.add(row)
             opened.append(row)
         elif due is not None:

@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import bindparam, delete, event, select, update
 from sqlalchemy.orm import Session, undefer
 
-from .. import audit, calendar as cal, clock, db, documents as docs, mail, notifications
+from .. import audit, calendar as cal, clock, db, documents as docs, entityreads, mail, notifications
 from ..accounts import Actor
 from ..errors import Forbidden, NotFound, ValidationFailed
 from ..models import Document, DocumentFile, DocumentTemplate, Membership, Request, User
@@ -169,9 +169,9 @@ def issue(session: Session, request: Request, kind: str, values: dict[str, Any],
         fields["second_signer_title"] = "NGƯỜI YÊU CẦU GIẢI TRÌNH"
         fields["second_signer_name"] = request.requester_name
     digest = docs.content_digest(fields)
-    document = Document(request_id=request.id, kind=kind, unit_code=request.unit_code, year=year,
-                        type_code=type_code, number=number, symbol=symbol, issued_at=now, issued_by=actor,
-                        fields=fields, content_sha256=digest)
+    document = entityreads.new(Document, request_id=request.id, kind=kind, unit_code=request.unit_code, year=year,
+                               type_code=type_code, number=number, symbol=symbol, issued_at=now, issued_by=actor,
+                               fields=fields, content_sha256=digest)
     session.add(document)
     _attach_to_notice(session, request, kind, symbol)
     if _renderer is not None:

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import and_, func, not_, select
 from sqlalchemy import text as sql_text
 
-from .. import audit, calendar as cal, clock, db, forms, notifications, projection, redaction, runtime
+from .. import audit, calendar as cal, clock, db, entityreads, forms, notifications, projection, redaction, runtime
 from .. import units as unit_tree
 from ..accounts import Actor, hash_secret
 from ..errors import Conflict, Forbidden, NotFound, ValidationFailed
@@ -106,8 +106,8 @@ def submit(payload: Any, actor: Actor | None = None, attachments: list | None = 
             unit_code = first.code
         definition = _common.deployed_version(session)
         code = _next_code(session, cal.local_date(now).year)
-        request = Request(
-            code=code, token_hash=hash_secret(token), definition_id=definition.id, unit_code=unit_code,
+        request = entityreads.new(
+            Request, code=code, token_hash=hash_secret(token), definition_id=definition.id, unit_code=unit_code,
             status="received", subject=_clean(payload["subject"].strip()), content=payload["content"].strip(),
             channel=channel, requester_kind=requester.get("kind", "person"), requester_name=_clean(requester["name"]),
             requester_address=requester["address"].strip(), requester_phone=requester["phone"].strip(),
@@ -120,7 +120,7 @@ def submit(payload: Any, actor: Actor | None = None, attachments: list | None = 
         running = runtime.start(definition, data, cal.load_calendar(session))
         projection.sync(session, request, running, new=True)
         text = runtime.dump(running)
-        state = WorkflowState(request_id=request.id, definition_id=definition.id, state=text)
+        state = entityreads.new(WorkflowState, request_id=request.id, definition_id=definition.id, state=text)
         session.add(state)
         _common.remember_saved(session, request.id, state, text, running)
         audit.record(session, "submitted", actor=actor.username if actor else "citizen", request_id=request.id,

@@ -66,3 +66,33 @@ def test_task_ids_are_version_4_uuids_as_spiffworkflow_writes_them():
         parsed = UUID(text)
         assert str(parsed) == text and parsed.version == 4 and parsed.variant == "specified in RFC 4122"
     assert spiff_task.uuid4 is runtime._new_task_id
+
+
+def test_task_ids_drawn_in_bulk_are_never_the_same_in_two_threads_or_after_a_fork():
+    import os
+    import threading
+
+    made: dict[str, list[str]] = {}
+
+    def make(name: str) -> None:
+        made[name] = [runtime._new_task_id() for _ in range(1000)]  # past one 4 KiB draw
+
+    threads = [threading.Thread(target=make, args=(f"t{n}",)) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    every = [text for ids in made.values() for text in ids]
+    assert len(set(every)) == len(every) == 3000
+
+    runtime._new_task_id()  # this process holds undrawn bytes a child would inherit
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through the pipe
+        os.write(write, runtime._new_task_id().encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(child, 0)
+    theirs = os.read(read, 64).decode()
+    os.close(read)
+    assert theirs and theirs != runtime._new_task_id()

@@ -104,10 +104,36 @@ _config[BpmnWorkflow] = _SpecFreeWorkflowConverter
 _serializer = BpmnWorkflowSerializer(BpmnWorkflowSerializer.configure(_config))
 
 
+class _Entropy(threading.local):
+    """A thread's supply of the system's random bytes, drawn 4 KiB at a time: one getrandom call
+    cost more than the rest of making an id. Each id still takes 16 bytes no other id takes."""
+
+    def __init__(self):
+        self.buffer = b""
+        self.at = 0
+
+
+_entropy = _Entropy()
+
+
+def _forget_entropy() -> None:
+    # A forked worker must not make the ids its parent makes from the same bytes.
+    global _entropy
+    _entropy = _Entropy()
+
+
+os.register_at_fork(after_in_child=_forget_entropy)
+
+
 def _new_task_id() -> str:
     """``str(uuid4())`` without the UUID object: a version 4 UUID's text, from 16 random bytes.
     SpiffWorkflow makes some fifty a lifecycle; the object and its formatting cost 2 µs of each."""
-    raw = bytearray(os.urandom(16))
+    entropy = _entropy
+    at = entropy.at
+    if at >= len(entropy.buffer):
+        entropy.buffer, at = os.urandom(4096), 0
+    entropy.at = at + 16
+    raw = bytearray(entropy.buffer[at:at + 16])
     raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
     raw[8] = (raw[8] & 0x3F) | 0x80  # the RFC 4122 variant
     text = raw.hex()

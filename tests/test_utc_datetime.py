@@ -17,6 +17,8 @@ HANOI = timezone(timedelta(hours=7))
     datetime(2026, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc),
     datetime(2027, 1, 1, 6, 30, 0, 5, tzinfo=HANOI),
     datetime(999, 1, 2, 3, 4, 5, 123456, tzinfo=timezone.utc),
+    datetime(2026, 11, 20, 2, 0, tzinfo=timezone.utc),  # the clock's: no microseconds to write
+    datetime(2026, 11, 20, 2, 0, 0, 1, tzinfo=timezone(timedelta(0), "UTC+0")),  # UTC, another tzinfo
 ])
 def test_the_text_is_sqlalchemys_own_and_reads_back_as_the_same_instant(value):
     dialect = sqlite.dialect()

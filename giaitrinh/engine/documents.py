@@ -268,10 +268,13 @@ def symbol(number: int, kind: str, issuer_abbr: str) -> str:
     return f"{number}/{type_code}-{issuer_abbr}" if type_code else f"{number}/{issuer_abbr}-GT"
 
 
+# json.dumps(..., ensure_ascii=False, sort_keys=True, separators=(",", ":")), its encoder built once.
+_CANONICAL = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
 def content_digest(fields: dict) -> str:
     """sha256 of the fields as canonical JSON: the document's identity from the moment it is issued."""
-    return hashlib.sha256(json.dumps(fields, ensure_ascii=False, sort_keys=True,
-                                     separators=(",", ":")).encode("utf-8")).hexdigest()
+    return hashlib.sha256(_CANONICAL.encode(fields).encode("utf-8")).hexdigest()
 
 
 # -- rendering -------------------------------------------------------------------------------

@@ -57,12 +57,16 @@ class UtcDateTime(TypeDecorator):
         if dialect.name != "sqlite":
             return super().bind_processor(dialect)
 
+        utc = timezone.utc
+
         def process(value):
             if value is None:
                 return None
+            if value.tzinfo is utc:  # the clock's: the text without its offset
+                return value.isoformat(" ", "microseconds")[:26]
             if value.tzinfo is None:
                 raise ValueError("naive datetime given to a UTC column")
-            return value.astimezone(timezone.utc).replace(tzinfo=None).isoformat(" ", "microseconds")
+            return value.astimezone(utc).replace(tzinfo=None).isoformat(" ", "microseconds")
         return process
 
 

@@ -135,3 +135,29 @@ def test_a_new_object_is_the_one_its_constructor_makes_and_writes_the_same_row(w
         entityreads.new(Task, request=None)
     with pytest.raises(TypeError, match="'colour' is not a column"):
         entityreads.new(Task, colour="red")
+
+
+def test_adding_a_new_object_puts_it_in_the_session_as_session_add_does(world, people):
+    from giaitrinh.engine import clock
+
+    code, _assign = _case(world, people)
+    with db.transaction() as session:
+        request = session.execute(select(Request).where(Request.code == code)).scalar_one()
+        job = entityreads.new(Job, request_id=request.id, kind="timer", spiff_task_id="t-add", step="assign", due_at=clock.now(),
+                              status="waiting", created_at=clock.now())
+        entityreads.add(session, job)
+        assert job in session.new and instance_state(job).pending
+        entityreads.add(session, job)  # twice is once, as with session.add
+        assert list(session.new).count(job) == 1
+        session.flush()
+        assert instance_state(job).persistent and job.id is not None
+        # With a related object set, the cascade is the session's: the new request comes along.
+        other = Request(code="GT-TEST-ADD", token_hash="x", definition_id=request.definition_id, unit_code="MX",
+                        status="received", subject="s", content="c", channel="online", requester_kind="person",
+                        requester_name="n", requester_address="a", requester_phone="p", received_at=clock.now(),
+                        last_activity_at=clock.now(), deadlines={})
+        task = Task(id="t-add", request=other, step="receive", title="t", candidate_role="head", unit_code="MX",
+                    status="open", created_at=clock.now())
+        entityreads.add(session, task)
+        assert task in session.new and other in session.new
+        session.rollback()

@@ -370,7 +370,7 @@ def notify_official(session: Session, request: Request, username: str, kind: str
             return None
         email = found[1]
     notice = entityreads.new(Notification, **_notice(request, username, kind, title, body_vi, body_en))
-    session.add(notice)
+    entityreads.add(session, notice)
     if email:
         _official_email(session, request, username, kind, title, body_vi, body_en, email)
     return notice

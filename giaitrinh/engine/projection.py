@@ -141,7 +141,7 @@ def _sync(session: Session, request: Request, running: runtime.Running, new: boo
             due_by_task[timer.attached_to] = min(timer.due_at, due_by_task.get(timer.attached_to, timer.due_at))
         job = existing_jobs.pop(timer.spiff_task_id, None)
         if job is None:
-            session.add(entityreads.new(
+            entityreads.add(session, entityreads.new(
                 Job, request_id=request.id, kind="timer", spiff_task_id=timer.spiff_task_id,
                 step=timer.attached_to or timer.bpmn_id, due_at=timer.due_at,
                 status="paused" if request.suspended_at else "waiting", created_at=now))
@@ -176,7 +176,7 @@ def _sync(session: Session, request: Request, running: runtime.Running, new: boo
                 title=meta.get("title", spiff_task.task_spec.bpmn_name or spiff_task.task_spec.bpmn_id),
                 candidate_role=meta.get("role") or "head", unit_code=request.unit_code,
                 assignee=str(assignee) if assignee else None, status=OPEN_TASK, created_at=now, due_at=due)
-            session.add(row)
+            entityreads.add(session, row)
             opened.append(row)
         elif due is not None:
             # A fired (non-interrupting) deadline leaves the task due when it was: it is late, not undated.

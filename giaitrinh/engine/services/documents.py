@@ -172,7 +172,7 @@ def issue(session: Session, request: Request, kind: str, values: dict[str, Any],
     document = entityreads.new(Document, request_id=request.id, kind=kind, unit_code=request.unit_code, year=year,
                                type_code=type_code, number=number, symbol=symbol, issued_at=now, issued_by=actor,
                                fields=fields, content_sha256=digest)
-    session.add(document)
+    entityreads.add(session, document)
     _attach_to_notice(session, request, kind, symbol)
     if _renderer is not None:
         session.info.setdefault(_ISSUED, []).append(document)

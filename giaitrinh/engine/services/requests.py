@@ -113,7 +113,7 @@ def submit(payload: Any, actor: Actor | None = None, attachments: list | None = 
             requester_address=requester["address"].strip(), requester_phone=requester["phone"].strip(),
             requester_email=(requester.get("email") or None), received_at=now, last_activity_at=now, deadlines={},
         )
-        session.add(request)
+        entityreads.add(session, request)
         session.flush()
         data = {"periods": definition.manifest["periods"], "deadlines": {}, "extensions_used": 0,
                 "request": {"code": code, "unit": unit_code}}
@@ -121,7 +121,7 @@ def submit(payload: Any, actor: Actor | None = None, attachments: list | None = 
         projection.sync(session, request, running, new=True)
         text = runtime.dump(running)
         state = entityreads.new(WorkflowState, request_id=request.id, definition_id=definition.id, state=text)
-        session.add(state)
+        entityreads.add(session, state)
         _common.remember_saved(session, request.id, state, text, running)
         audit.record(session, "submitted", actor=actor.username if actor else "citizen", request_id=request.id,
                      after={"status": request.status, "deadlines": request.deadlines, "channel": channel})

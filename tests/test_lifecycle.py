@@ -27,6 +27,40 @@ def test_submission_gives_code_token_and_the_acknowledgement_deadline(world):
     assert submit()["code"] == "GT-2026-000002"
 
 
+def test_a_submission_writes_its_request_once_with_its_case_settled(world):
+    from sqlalchemy import event
+
+    statements: list[str] = []
+    engine = db.get_engine()
+
+    def traced(dbapi_connection, _record):  # what SQLite runs, the driver's own statements included
+        dbapi_connection.set_trace_callback(statements.append)
+
+    previous = submit()
+    if db.is_sqlite():
+        event.listen(engine, "connect", traced)
+        engine.dispose()
+    try:
+        code = submit()["code"]
+    finally:
+        if db.is_sqlite():
+            event.remove(engine, "connect", traced)
+            engine.dispose()
+    with db.read_only() as session:
+        before = session.execute(select(Request.id).where(Request.code == previous["code"])).scalar_one()
+        request = session.execute(select(Request).where(Request.code == code)).scalar_one()
+        task = session.execute(select(Task).where(Task.request_id == request.id)).scalar_one()
+        assert session.get(WorkflowState, request.id) is not None
+        assert request.id == before + 1
+        assert (request.status, request.current_step, request.task_due_at, request.work_pending) == \
+            ("received", "receive", task.due_at, True)
+        assert request.deadline_at is not None and task.due_at is not None
+    if db.is_sqlite():
+        writes = [s.split("(")[0].strip() for s in statements if "requests " in s and not s.startswith("--")]
+        # (SQLite's trace repeats a statement for each trigger it runs)
+        assert {s for s in writes if s.startswith(("INSERT", "UPDATE"))} == {"INSERT INTO requests"}, writes
+
+
 def test_a_unit_created_after_the_tree_was_read_takes_requests_and_an_unknown_one_is_refused(world):
     from giaitrinh.engine.models import Unit
 

@@ -19,6 +19,8 @@ from functools import lru_cache
 
 import holidays
 
+from . import plainsql
+
 LOCAL_TZ = timezone(timedelta(hours=7), "ICT")  # Asia/Ho_Chi_Minh has had no DST since 1975
 END_OF_DAY = time(23, 59, 59)
 _MAX_DAYS = 3660  # ten years: no statutory period comes near it; stops runaway arithmetic
@@ -188,9 +190,9 @@ def load_calendar(session) -> WorkingCalendar:
     days_off: dict[date, str] = {}
     working: dict[date, str] = {}
     columns = select(CalendarDay.day, CalendarDay.kind, CalendarDay.note)
-    from . import plainsql
-
-    for day, kind, note in (session.execute(columns) if hasattr(session, "execute") else plainsql.rows(session, columns, {})):
+    # db.reading's SQLite connection has no execute(): its statements go through plainsql.
+    rows = session.execute(columns) if hasattr(session, "execute") else plainsql.rows(session, columns, {})
+    for day, kind, note in rows:
         (days_off if kind == "day_off" else working)[day] = note or ""
     calendar = WorkingCalendar(days_off=days_off, working_days=working)
     with _cache_lock:

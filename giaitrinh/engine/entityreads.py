@@ -113,24 +113,25 @@ def rows(session: Session, statement, params: dict, models: tuple, request_model
     return found
 
 
-_column_keys: dict[type, frozenset[str]] = {}
+_new_models: dict[type, tuple[frozenset[str], Any]] = {}  # model -> (its column keys, its class manager)
 
 
 def new(model, **columns):
     """``model(**columns)``, for column attributes only: a transient object holding these values."""
-    keys = _column_keys.get(model)
-    if keys is None:
+    known = _new_models.get(model)
+    if known is None:
         mapper = class_mapper(model)  # configured, as the constructor's init event makes sure
         dispatch = mapper.class_manager.dispatch
         # The mapper's own init listener only configures and sets a polymorphic identity.
         if any(listener is not _event_on_init for listener in dispatch.init) \
                 or dispatch.init_failure or mapper._set_polymorphic_identity:
             raise TypeError(f"{model.__name__} has init events: make it with its constructor")
-        keys = _column_keys[model] = frozenset(prop.key for prop in mapper.column_attrs)
+        known = _new_models[model] = (frozenset(prop.key for prop in mapper.column_attrs), mapper.class_manager)
+    keys, manager = known
     if not keys.issuperset(columns):
         unknown = sorted(set(columns) - keys)[0]
         raise TypeError(f"{unknown!r} is not a column attribute of {model.__name__}: new() takes only those")
-    instance = class_mapper(model).class_manager.new_instance()
+    instance = manager.new_instance()
     instance_dict(instance).update(columns)
     return instance
 

@@ -158,20 +158,24 @@ def _shared_keywords_only(schema) -> bool:
     return True
 
 
+def _jsonschema(schema) -> Draft202012Validator:
+    return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
 def _validators_for(schema) -> tuple[Draft202012Validator, Callable[[Any], bool] | None]:
     """jsonschema's validator of ``schema``, and jsonschema-rs's test of whether data fits it when
     the form uses only the keywords both read alike (else None)."""
     try:
         text = orjson.dumps(schema)
     except (TypeError, orjson.JSONEncodeError):  # not plain JSON: checked as it is, never kept
-        return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER), None
+        return _jsonschema(schema), None
     found = _validators.get(text)
     if found is not None and found[0].schema == schema:
         return found
     copy = orjson.loads(text)
     if copy != schema:
-        return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER), None
-    validator = Draft202012Validator(copy, format_checker=Draft202012Validator.FORMAT_CHECKER)
+        return _jsonschema(schema), None
+    validator = _jsonschema(copy)
     fits = None
     if _shared_keywords_only(copy):
         try:
